@@ -1,0 +1,74 @@
+"""odedet's config keys, added to a detectron2 config by :func:`add_odedet_config`.
+
+Every key carries a comment, as in detectron2's ``config/defaults.py``. Where training and
+evaluation differ (solver method, tolerances, step size), keys come in ``_TRAIN``/``_TEST`` pairs:
+evaluation-time tolerance is the accuracy/speed knob of an ODE-Net, and changing it on a trained
+checkpoint needs no retraining (``--eval-only MODEL.ODE.RTOL_TEST 1e-2``).
+"""
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+
+def add_ode_config(cfg):
+    """MODEL.ODE: the ODE blocks' dynamics and solvers, shared by every ODE model."""
+    _C = cfg
+    _C.MODEL.ODE = CN()
+    # ResNet stages whose residual blocks after the first (strided transition) block are replaced
+    # by one ODE block. ["res4"] is the paper's "6 residual blocks -> one ODESolve" on ResNet-50's
+    # res4; ["res2", "res3", "res4", "res5"] is the full ODE-ResNet.
+    _C.MODEL.ODE.STAGES = ["res2", "res3", "res4", "res5"]
+    # Dynamics f(t, h): "auto" picks "basic" for MODEL.RESNETS.DEPTH 18/34 and "bottleneck" for
+    # 50/101; "basic" = the paper's norm-ReLU-conv3x3(time channel) x2; "bottleneck" = a
+    # 1x1-3x3-1x1 block with ResNet-50 widths, time as an extra channel of every conv.
+    _C.MODEL.ODE.DYNAMICS = "auto"
+    # Normalisation inside the dynamics: "GN" (default; works from scratch and at batch size 1),
+    # "BN", or "" (none). Statistics of BN are shared across all solver steps.
+    _C.MODEL.ODE.NORM = "GN"
+    # Groups of GroupNorm inside the dynamics (clipped to a divisor of the channel count).
+    _C.MODEL.ODE.GN_GROUPS = 32
+    # Augmented Neural ODEs (Dupont et al. 2019): extra zero-initialised state channels carried
+    # through the integration and dropped at the block's end. 0 disables.
+    _C.MODEL.ODE.AUGMENT_CHANNELS = 0
+    # Integration interval [0, T_END].
+    _C.MODEL.ODE.T_END = 1.0
+    # Backpropagate with the adjoint method (odeint_adjoint: O(1) memory in the number of solver
+    # steps, the paper's ODE-Net) instead of through the solver's operations (the paper's RK-Net).
+    _C.MODEL.ODE.ADJOINT = True
+    # torchdiffeq method names, e.g. "rk4", "euler", "midpoint" (fixed grid) or "dopri5",
+    # "bosh3", "adaptive_heun" (adaptive). Validated when the model is built.
+    _C.MODEL.ODE.METHOD_TRAIN = "rk4"
+    _C.MODEL.ODE.METHOD_TEST = "rk4"
+    # Relative / absolute tolerances of adaptive methods.
+    _C.MODEL.ODE.RTOL_TRAIN = 1e-3
+    _C.MODEL.ODE.ATOL_TRAIN = 1e-3
+    _C.MODEL.ODE.RTOL_TEST = 1e-3
+    _C.MODEL.ODE.ATOL_TEST = 1e-3
+    # Step size of fixed-grid methods (T_END / STEP_SIZE steps); also the first step of adaptive
+    # methods when > 0 there (0 lets the solver choose).
+    _C.MODEL.ODE.STEP_SIZE_TRAIN = 0.25
+    _C.MODEL.ODE.STEP_SIZE_TEST = 0.25
+    # Step guard: an adaptive solve taking more steps than this stops with an error that says
+    # what to change, instead of running for hours on a stiff problem.
+    _C.MODEL.ODE.MAX_NUM_STEPS = 1000
+
+
+# Each application adds its keys here; their modules own them.
+_EXTENSIONS = [
+    add_ode_config,
+]
+
+
+def add_odedet_config(cfg):
+    """Add every odedet key to ``cfg`` (a detectron2 ``CfgNode``), in place. Idempotent."""
+    if "ODE" in cfg.MODEL:
+        return cfg
+    for add in _EXTENSIONS:
+        add(cfg)
+    return cfg
+
+
+def get_odedet_cfg():
+    """A detectron2 default config with odedet's keys: the starting point of every odedet tool."""
+    cfg = get_cfg()
+    add_odedet_config(cfg)
+    return cfg

@@ -1,0 +1,163 @@
+"""ODEBlock: integrate dh/dt = f(t, h) over [0, T] with torchdiffeq; the ODE-Net layer."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from .solver import ODESolverError, SolverOptions
+
+
+class _CountedDynamics(nn.Module):
+    """Calls the dynamics and counts evaluations, split by the pass they belong to.
+
+    Evaluations made while the block's forward is solving count as forward NFE; any made later
+    (the adjoint's backward solve) count as backward NFE. Backpropagating directly through the
+    solver evaluates no f in the backward pass, so its backward NFE stay 0.
+    """
+
+    def __init__(self, dynamics: nn.Module):
+        super().__init__()
+        self.dynamics = dynamics
+        self.in_forward = False
+        self.nfe_forward = 0
+        self.nfe_backward = 0
+
+    def forward(self, t, h):
+        if self.in_forward:
+            self.nfe_forward += 1
+        else:
+            self.nfe_backward += 1
+        return self.dynamics(t, h)
+
+
+class ODEBlock(nn.Module):
+    """h(T) = h(0) + integral_0^T f(t, h(t)) dt, integrated by torchdiffeq.
+
+    Args:
+        dynamics: an ``nn.Module`` computing f(t, h) for h of shape (N, C + augment, H, W).
+        t_end: the end time T of the integration interval [0, T].
+        train_solver: solver used while ``self.training`` is True.
+        test_solver: solver used in eval mode; defaults to ``train_solver``. Evaluation-time
+            tolerance is the accuracy/speed knob: change it with :meth:`set_solver` on a trained
+            model, no retraining needed.
+        augment_channels: Augmented Neural ODE channels (Dupont et al. 2019): zeros appended to
+            the state before integrating, dropped after.
+
+    The state dict holds only the dynamics' parameters (``dynamics.*``); counters and solver
+    settings are not parameters and are not saved.
+    """
+
+    def __init__(
+        self,
+        dynamics: nn.Module,
+        *,
+        t_end: float = 1.0,
+        train_solver: SolverOptions | None = None,
+        test_solver: SolverOptions | None = None,
+        augment_channels: int = 0,
+        name: str = "",
+    ):
+        super().__init__()
+        if not t_end > 0:
+            raise ValueError(f"ODE integration end time must be > 0 (MODEL.ODE.T_END), got {t_end}")
+        if augment_channels < 0:
+            raise ValueError(f"augment_channels must be >= 0, got {augment_channels}")
+        self.dynamics = dynamics
+        self.t_end = float(t_end)
+        self.train_solver = train_solver or SolverOptions()
+        self.test_solver = test_solver or self.train_solver
+        self.augment_channels = int(augment_channels)
+        self.name = name or type(dynamics).__name__
+        # Not registered as a submodule: it only wraps self.dynamics for counting, and the state
+        # dict must keep the plain ``dynamics.*`` keys.
+        self.__dict__["_counted"] = _CountedDynamics(dynamics)
+
+    # -- solver settings -------------------------------------------------------------------
+    @property
+    def solver(self) -> SolverOptions:
+        """The solver the next forward will use (train or test, by ``self.training``)."""
+        return self.train_solver if self.training else self.test_solver
+
+    def set_solver(self, phase: str = "test", **changes) -> None:
+        """Change solver settings, e.g. ``set_solver("test", method="dopri5", rtol=1e-2)``.
+
+        ``phase`` is "train", "test" or "both". Values are validated at once.
+        """
+        if phase not in ("train", "test", "both"):
+            raise ValueError(f"phase must be 'train', 'test' or 'both', got {phase!r}")
+        if phase in ("train", "both"):
+            self.train_solver = self.train_solver.replace(**changes)
+        if phase in ("test", "both"):
+            self.test_solver = self.test_solver.replace(**changes)
+
+    # -- NFE -------------------------------------------------------------------------------
+    @property
+    def nfe_forward(self) -> int:
+        return self._counted.nfe_forward
+
+    @property
+    def nfe_backward(self) -> int:
+        return self._counted.nfe_backward
+
+    def reset_nfe(self) -> None:
+        self._counted.nfe_forward = 0
+        self._counted.nfe_backward = 0
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        opts = self.solver
+        if self.augment_channels:
+            pad = x.new_zeros(x.shape[0], self.augment_channels, *x.shape[2:])
+            x = torch.cat([x, pad], dim=1)
+        t = torch.tensor([0.0, self.t_end], dtype=x.dtype, device=x.device)
+        counted = self._counted
+        kwargs = opts.torchdiffeq_kwargs()
+        counted.in_forward = True
+        try:
+            if opts.adjoint and torch.is_grad_enabled():
+                out = odeint_adjoint(counted, x, t, adjoint_params=tuple(self.dynamics.parameters()), **kwargs)
+            else:
+                kwargs.pop("adjoint_options", None)
+                out = odeint(counted, x, t, **kwargs)
+        except AssertionError as e:
+            raise self._solver_error(e, opts) from e
+        finally:
+            counted.in_forward = False
+        out = out[-1]
+        if not torch.isfinite(out).all():
+            raise self._solver_error(AssertionError("non-finite values in state"), opts)
+        if self.augment_channels:
+            out = out[:, : out.shape[1] - self.augment_channels]
+        return out
+
+    def _solver_error(self, err: AssertionError, opts: SolverOptions) -> ODESolverError:
+        phase = "TRAIN" if self.training else "TEST"
+        msg = str(err)
+        where = f"ODE block '{self.name}' ({opts.describe()}, {phase.lower()} solver)"
+        if "max_num_steps" in msg:
+            return ODESolverError(
+                f"{where} exceeded the step guard of {opts.max_num_steps} steps. The dynamics are "
+                f"stiff at this tolerance: loosen MODEL.ODE.RTOL_{phase}/ATOL_{phase} (now "
+                f"{opts.rtol:g}/{opts.atol:g}), raise MODEL.ODE.MAX_NUM_STEPS, or use a "
+                f"fixed-grid method (MODEL.ODE.METHOD_{phase} rk4)."
+            )
+        if "underflow" in msg:
+            return ODESolverError(
+                f"{where}: step size underflow ({msg}). The dynamics are too stiff or non-smooth "
+                f"for rtol={opts.rtol:g}, atol={opts.atol:g}: loosen MODEL.ODE.RTOL_{phase}/"
+                f"ATOL_{phase} or use a fixed-grid method (MODEL.ODE.METHOD_{phase} rk4)."
+            )
+        if "non-finite" in msg:
+            return ODESolverError(
+                f"{where}: the ODE state became NaN/inf. Training has diverged or the input is "
+                f"not finite: lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or use a "
+                f"smaller MODEL.ODE.STEP_SIZE_{phase}."
+            )
+        return ODESolverError(f"{where}: {msg}")
+
+    def extra_repr(self) -> str:
+        s = f"t_end={self.t_end:g}, train={self.train_solver.describe()}, test={self.test_solver.describe()}"
+        if self.augment_channels:
+            s += f", augment_channels={self.augment_channels}"
+        return s

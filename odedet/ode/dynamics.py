@@ -1,0 +1,130 @@
+"""Dynamics f(t, h) for feature maps: the right-hand sides that ODE blocks integrate.
+
+All dynamics take ``(t, h)`` with ``t`` a scalar tensor and ``h`` of shape (N, C, H, W), and
+return a tensor shaped like ``h``. Time enters as an extra constant input channel of every
+convolution, as in the reference ODE-Net (torchdiffeq's ``examples/odenet_mnist.py``).
+"""
+from __future__ import annotations
+
+from torch import nn
+from torch.nn import functional as F
+
+
+def _gn_groups(channels: int, groups: int) -> int:
+    """The largest divisor of ``channels`` that is <= ``groups``."""
+    g = max(1, min(groups, channels))
+    while channels % g:
+        g -= 1
+    return g
+
+
+def make_norm(norm: str, channels: int, gn_groups: int = 32) -> nn.Module:
+    """Normalisation inside dynamics: "GN", "BN" or "" (identity)."""
+    if norm == "GN":
+        return nn.GroupNorm(_gn_groups(channels, gn_groups), channels)
+    if norm == "BN":
+        return nn.BatchNorm2d(channels)
+    if norm in ("", "none", None):
+        return nn.Identity()
+    raise ValueError(f"Unknown ODE dynamics norm {norm!r} (MODEL.ODE.NORM): use 'GN', 'BN' or ''")
+
+
+class ConcatConv2d(nn.Module):
+    """A convolution whose input gets one extra channel filled with the time ``t``.
+
+    Implemented as ``conv(h) + t * conv_t(1)``: convolving a constant channel with zero padding
+    gives a fixed map (``time_map``), so the time channel costs a scaled add instead of a
+    concatenation and a wider convolution. Same function and parameters as concatenating.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, bias=True):
+        super().__init__()
+        padding = kernel_size // 2 if padding is None else padding
+        self.conv = nn.Conv2d(in_channels + 1, out_channels, kernel_size, stride, padding, bias=bias)
+
+    def forward(self, t, x):
+        w = self.conv.weight
+        out = F.conv2d(x, w[:, 1:], self.conv.bias, self.conv.stride, self.conv.padding)
+        return out + t * self.time_map(x)
+
+    def time_map(self, x):
+        """conv_t applied to a ones channel of x's spatial size (boundary effects included)."""
+        ones = x.new_ones(1, 1, x.shape[-2], x.shape[-1])
+        return F.conv2d(ones, self.conv.weight[:, :1], None, self.conv.stride, self.conv.padding)
+
+
+class ConvODEFunc(nn.Module):
+    """The paper's reference dynamics: norm-ReLU-conv3x3(t), norm-ReLU-conv3x3(t), norm.
+
+    Args:
+        channels: state channels C (input and output).
+        norm: "GN", "BN" or "".
+        gn_groups: GroupNorm groups.
+        zero_init: start the last norm's scale at 0 so f = 0 and the block is the identity at
+            initialisation (the ODE analogue of zero-init residuals; helps from-scratch training).
+    """
+
+    def __init__(self, channels: int, *, norm: str = "GN", gn_groups: int = 32, zero_init=True):
+        super().__init__()
+        self.norm1 = make_norm(norm, channels, gn_groups)
+        self.conv1 = ConcatConv2d(channels, channels, 3)
+        self.norm2 = make_norm(norm, channels, gn_groups)
+        self.conv2 = ConcatConv2d(channels, channels, 3)
+        self.norm3 = make_norm(norm, channels, gn_groups)
+        _zero_last_norm(self.norm3, zero_init)
+
+    def forward(self, t, h):
+        out = self.conv1(t, F.relu(self.norm1(h)))
+        out = self.conv2(t, F.relu(self.norm2(out)))
+        return self.norm3(out)
+
+
+class BottleneckODEFunc(nn.Module):
+    """Bottleneck dynamics with ResNet-50 widths: 1x1 (C->B), 3x3 (B->B), 1x1 (B->C).
+
+    Pre-activation order (norm, ReLU, conv with time channel) as in :class:`ConvODEFunc`, with
+    a final norm. For res4 of ResNet-50, C = 1024 and B = 256.
+    """
+
+    def __init__(
+        self, channels: int, bottleneck_channels: int, *, norm: str = "GN", gn_groups: int = 32,
+        zero_init=True,
+    ):
+        super().__init__()
+        b = bottleneck_channels
+        self.norm1 = make_norm(norm, channels, gn_groups)
+        self.conv1 = ConcatConv2d(channels, b, 1)
+        self.norm2 = make_norm(norm, b, gn_groups)
+        self.conv2 = ConcatConv2d(b, b, 3)
+        self.norm3 = make_norm(norm, b, gn_groups)
+        self.conv3 = ConcatConv2d(b, channels, 1)
+        self.norm4 = make_norm(norm, channels, gn_groups)
+        _zero_last_norm(self.norm4, zero_init)
+
+    def forward(self, t, h):
+        out = self.conv1(t, F.relu(self.norm1(h)))
+        out = self.conv2(t, F.relu(self.norm2(out)))
+        out = self.conv3(t, F.relu(self.norm3(out)))
+        return self.norm4(out)
+
+
+def _zero_last_norm(norm: nn.Module, zero_init: bool):
+    if zero_init and getattr(norm, "weight", None) is not None:
+        nn.init.zeros_(norm.weight)
+
+
+def build_dynamics(
+    kind: str, channels: int, *, bottleneck_channels: int | None = None, norm: str = "GN",
+    gn_groups: int = 32, zero_init: bool = True,
+) -> nn.Module:
+    """Dynamics by name: "basic" (:class:`ConvODEFunc`) or "bottleneck"."""
+    if kind == "basic":
+        return ConvODEFunc(channels, norm=norm, gn_groups=gn_groups, zero_init=zero_init)
+    if kind == "bottleneck":
+        if not bottleneck_channels:
+            raise ValueError("bottleneck dynamics need bottleneck_channels > 0")
+        return BottleneckODEFunc(
+            channels, bottleneck_channels, norm=norm, gn_groups=gn_groups, zero_init=zero_init
+        )
+    raise ValueError(f"Unknown ODE dynamics {kind!r} (MODEL.ODE.DYNAMICS): use 'basic' or 'bottleneck'")
+

@@ -1,0 +1,21 @@
+"""Shared test set-up: quiet third-party deprecation noise, deterministic seeds, tmp datasets."""
+import os
+import warnings
+
+import pytest
+
+# torch deprecates torch.jit.script, which detectron2 v0.6 uses at import time.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+os.environ.setdefault("ODEDET_TESTING", "1")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end runs of a tool (seconds to a minute)")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import torch
+
+    torch.manual_seed(0)
+    yield
