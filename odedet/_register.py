@@ -8,6 +8,7 @@ import importlib
 _MODULES = [
     "odedet.modeling",
     "odedet.data",
+    "odedet.evaluation",
 ]
 
 for _name in _MODULES:

@@ -1,0 +1,28 @@
+"""Dataset mappers chosen by meta-architecture, so one trainer serves detection and depth."""
+from __future__ import annotations
+
+from typing import Callable
+
+from detectron2.data import DatasetMapper
+
+# MODEL.META_ARCHITECTURE -> factory(cfg, is_train) -> mapper callable
+MAPPER_FACTORIES: dict[str, Callable] = {}
+
+
+def register_mapper_factory(meta_architecture: str):
+    def deco(fn):
+        if meta_architecture in MAPPER_FACTORIES:
+            raise KeyError(f"a mapper factory for {meta_architecture!r} is already registered")
+        MAPPER_FACTORIES[meta_architecture] = fn
+        return fn
+
+    return deco
+
+
+def build_mapper(cfg, is_train: bool):
+    """The registered mapper for ``cfg.MODEL.META_ARCHITECTURE``; detectron2's DatasetMapper
+    (boxes, masks, keypoints as configured) for every other meta-architecture."""
+    factory = MAPPER_FACTORIES.get(cfg.MODEL.META_ARCHITECTURE)
+    if factory is None:
+        return DatasetMapper(cfg, is_train)
+    return factory(cfg, is_train)
