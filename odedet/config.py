@@ -8,6 +8,8 @@ checkpoint needs no retraining (``--eval-only MODEL.ODE.RTOL_TEST 1e-2``).
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from odedet.evaluation.detection import add_detection_eval_config
+
 
 def add_ode_config(cfg):
     """MODEL.ODE: the ODE blocks' dynamics and solvers, shared by every ODE model."""
@@ -55,6 +57,7 @@ def add_ode_config(cfg):
 # Each application adds its keys here; their modules own them.
 _EXTENSIONS = [
     add_ode_config,
+    add_detection_eval_config,
 ]
 
 

@@ -1,3 +1,4 @@
 from .build import EVALUATOR_FACTORIES, build_evaluators, register_evaluator_factory
+from . import detection  # noqa: F401,E402  (registers the "coco"/"pascal_voc" evaluators)
 
 __all__ = ["build_evaluators", "register_evaluator_factory", "EVALUATOR_FACTORIES"]
