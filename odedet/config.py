@@ -5,10 +5,11 @@ evaluation differ (solver method, tolerances, step size), keys come in ``_TRAIN`
 evaluation-time tolerance is the accuracy/speed knob of an ODE-Net, and changing it on a trained
 checkpoint needs no retraining (``--eval-only MODEL.ODE.RTOL_TEST 1e-2``).
 """
+import importlib
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from odedet.evaluation.detection import add_detection_eval_config
 
 
 def add_ode_config(cfg):
@@ -54,10 +55,14 @@ def add_ode_config(cfg):
     _C.MODEL.ODE.MAX_NUM_STEPS = 1000
 
 
-# Each application adds its keys here; their modules own them.
+# Each application adds its keys here; their modules own them. Entries are "module:function"
+# strings imported when a config is built, so that config.py imports nothing from the rest of
+# odedet at import time (those modules import odedet.config themselves: no import cycles).
 _EXTENSIONS = [
-    add_ode_config,
-    add_detection_eval_config,
+    "odedet.config:add_ode_config",
+    "odedet.config_check:add_reliability_config",
+    "odedet.evaluation.detection:add_detection_eval_config",
+    "odedet.modeling.depth.config:add_depth_config",
 ]
 
 
@@ -65,8 +70,9 @@ def add_odedet_config(cfg):
     """Add every odedet key to ``cfg`` (a detectron2 ``CfgNode``), in place. Idempotent."""
     if "ODE" in cfg.MODEL:
         return cfg
-    for add in _EXTENSIONS:
-        add(cfg)
+    for entry in _EXTENSIONS:
+        module, func = entry.split(":")
+        getattr(importlib.import_module(module), func)(cfg)
     return cfg
 
 
