@@ -1,4 +1,5 @@
 """Datasets and mappers. Importing this package registers odedet's datasets."""
 from .mappers import build_mapper, register_mapper_factory
+from . import datasets  # noqa: F401,E402  (COCO/VOC names from CLI/env, validation)
 
 __all__ = ["build_mapper", "register_mapper_factory"]

@@ -2,16 +2,34 @@
 from __future__ import annotations
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
+import weakref
+
 from detectron2.engine import DefaultTrainer
 
+from odedet.config_check import check_config
 from odedet.data.mappers import build_mapper
 from odedet.evaluation.build import build_evaluators
 
+from .checkpoint import OdedetCheckpointer
+from .guards import IterationContext
 from .hooks import ODEStatsHook
+from .launch import device_aware_ddp
 
 
-class Trainer(DefaultTrainer):
-    """detectron2's DefaultTrainer with odedet's evaluator/mapper factories and NFE logging."""
+class Trainer(IterationContext, DefaultTrainer):
+    """detectron2's DefaultTrainer with odedet's evaluator/mapper factories and NFE logging,
+    atomic/weights-only checkpoints (OdedetCheckpointer), config checks at model build and
+    solver/NaN errors that name the iteration (IterationContext)."""
+
+    def __init__(self, cfg):
+        # detectron2 v0.6 wraps the model in DDP with device_ids, which CPU (gloo) rejects.
+        with device_aware_ddp():
+            super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg):
+        check_config(cfg)  # impossible values fail here, naming the key, before any training
+        return super().build_model(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -26,6 +44,11 @@ class Trainer(DefaultTrainer):
         return build_detection_test_loader(cfg, dataset_name, mapper=build_mapper(cfg, False))
 
     def build_hooks(self):
+        # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
+        # swap in the atomic, weights-only one before the PeriodicCheckpointer hook captures it.
+        self.checkpointer = OdedetCheckpointer(
+            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         hooks = super().build_hooks()
         # Before the writers (last), so each iteration's NFE is in storage when they write.
         hooks.insert(len(hooks) - 1, ODEStatsHook())
