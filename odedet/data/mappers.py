@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from detectron2.data import DatasetMapper
+from .robust_mapper import build_checked_mapper
 
 # MODEL.META_ARCHITECTURE -> factory(cfg, is_train) -> mapper callable
 MAPPER_FACTORIES: dict[str, Callable] = {}
@@ -21,8 +21,9 @@ def register_mapper_factory(meta_architecture: str):
 
 def build_mapper(cfg, is_train: bool):
     """The registered mapper for ``cfg.MODEL.META_ARCHITECTURE``; detectron2's DatasetMapper
-    (boxes, masks, keypoints as configured) for every other meta-architecture."""
+    (boxes, masks, keypoints as configured) for every other meta-architecture, reading images
+    through odedet.data.image_io (bad files: logged skip in training, error in evaluation)."""
     factory = MAPPER_FACTORIES.get(cfg.MODEL.META_ARCHITECTURE)
     if factory is None:
-        return DatasetMapper(cfg, is_train)
+        return build_checked_mapper(cfg, is_train)
     return factory(cfg, is_train)
