@@ -11,6 +11,12 @@ os.environ.setdefault("ODEDET_TESTING", "1")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of a tool (seconds to a minute)")
+    # Third-party deprecations we cannot act on (detectron2 v0.6 code under torch 2.14).
+    for spec in (
+        "ignore:`torch.jit.script` is deprecated:FutureWarning",
+        "ignore:torch.meshgrid. in an upcoming release:UserWarning",
+    ):
+        config.addinivalue_line("filterwarnings", spec)
 
 
 @pytest.fixture(autouse=True)
