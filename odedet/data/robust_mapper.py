@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import copy
+import random
 
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import DatasetMapper
+from detectron2.data import (
+    DatasetFromList,
+    DatasetMapper,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
@@ -87,3 +93,54 @@ def skip_policy(cfg, is_train: bool) -> bool:
 def build_checked_mapper(cfg, is_train: bool) -> SkipBadSamples:
     """The default mapper of :func:`odedet.data.mappers.build_mapper`."""
     return SkipBadSamples(CheckedDatasetMapper(cfg, is_train), skip=skip_policy(cfg, is_train))
+
+
+class ResampleBadSamples:
+    """Wrap a training mapper: when it returns ``None`` (a skipped bad sample) map another random
+    sample of ``dataset`` instead, and stop with an error once every file has been skipped.
+
+    detectron2 v0.6's ``MapDataset`` does this re-sampling itself, but with ``random.sample`` on a
+    set, which raises TypeError on Python >= 3.11; this wrapper never hands it a ``None``. Each
+    DataLoader worker holds its own copy, so 0 and N workers behave the same.
+    """
+
+    def __init__(self, mapper, dataset: list, seed: int = 42):
+        self.mapper = mapper
+        self.dataset = DatasetFromList(dataset, copy=False)
+        self.n_files = len({d.get("file_name", i) for i, d in enumerate(dataset)})
+        self._rng = random.Random(seed)
+        self._bad: set = set()
+
+    def __call__(self, dataset_dict: dict):
+        out = self.mapper(dataset_dict)
+        while out is None:
+            self._bad.add(dataset_dict.get("file_name"))
+            if len(self._bad) >= self.n_files:
+                raise BadSampleError(
+                    f"all {self.n_files} training images were skipped as bad (see the warnings "
+                    f"naming them); check DATASETS.TRAIN's files"
+                )
+            dataset_dict = self.dataset[self._rng.randrange(len(self.dataset))]
+            if dataset_dict.get("file_name") not in self._bad:
+                out = self.mapper(dataset_dict)
+        return out
+
+
+def train_dataset_dicts(cfg) -> list:
+    """The training dicts exactly as detectron2's ``build_detection_train_loader`` gathers them."""
+    return get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+        if cfg.MODEL.KEYPOINT_ON else 0,
+        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    )
+
+
+def build_train_loader(cfg, mapper, dataset: list | None = None):
+    """detectron2's train loader over ``dataset`` (default: cfg.DATASETS.TRAIN) with ``mapper``
+    wrapped in :class:`ResampleBadSamples`."""
+    dataset = train_dataset_dicts(cfg) if dataset is None else dataset
+    return build_detection_train_loader(
+        cfg, mapper=ResampleBadSamples(mapper, dataset), dataset=dataset
+    )

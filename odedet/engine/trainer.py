@@ -1,13 +1,14 @@
 """odedet's DefaultTrainer: evaluators and mappers by dataset / meta-architecture, NFE logging."""
 from __future__ import annotations
 
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
 import weakref
 
+from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer
 
 from odedet.config_check import check_config
 from odedet.data.mappers import build_mapper
+from odedet.data.robust_mapper import build_train_loader
 from odedet.evaluation.build import build_evaluators
 
 from .checkpoint import OdedetCheckpointer
@@ -37,7 +38,8 @@ class Trainer(IterationContext, DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, True))
+        # Bad samples are re-sampled by odedet (detectron2 v0.6's retry breaks on Python 3.11).
+        return build_train_loader(cfg, build_mapper(cfg, True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
