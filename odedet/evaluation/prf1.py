@@ -162,6 +162,8 @@ class PRF1Evaluator(DatasetEvaluator):
             raise ValueError(f"score threshold must be in [0, 1] (TEST.PRF1.SCORE_THRESHOLD), "
                              f"got {score_threshold}")
         meta = MetadataCatalog.get(dataset_name)
+        if not hasattr(meta, "thing_classes") and hasattr(meta, "json_file"):
+            DatasetCatalog.get(dataset_name)  # load_coco_json sets thing_classes on first load
         if not hasattr(meta, "thing_classes"):
             raise KeyError(f"dataset {dataset_name!r} has no thing_classes in its metadata; "
                            "P/R/F1 needs the class list")
