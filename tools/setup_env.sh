@@ -24,7 +24,8 @@ inputs_hash() {
 }
 STAMP="$VENV/.odedet-setup-stamp"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(inputs_hash)" ] \
-   && "$PY" -c 'import odedet, detectron2, torchdiffeq' >/dev/null 2>&1; then
+   && "$PY" -W ignore -c 'import importlib.metadata as m, detectron2, torchdiffeq; m.version("odedet")' \
+      >/dev/null 2>&1; then
   log "environment $VENV is up to date"
   exit 0
 fi
@@ -42,6 +43,7 @@ log "installing detectron2"
 (cd "$ROOT" && "$PY" tools/detectron2_pure/build.py --cache "$ROOT/.cache/detectron2")
 log "installing odedet (editable)"
 "${PIP[@]}" install --quiet --no-deps --no-build-isolation -e "$ROOT" 2>&1 | grep -v "is ignored" || true
-"$PY" -c 'import odedet' || { echo "[setup] ERROR: odedet install failed"; exit 1; }
+"$PY" -c 'import importlib.metadata as m; m.version("odedet")' \
+  || { echo "[setup] ERROR: odedet install failed (see pip output above)"; exit 1; }
 inputs_hash > "$STAMP"
 log "done in $(( $(date +%s) - start )) s"

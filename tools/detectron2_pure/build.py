@@ -32,7 +32,8 @@ SDIST_NAME = "pb1-detectron2"
 SDIST_VERSION = "0.6"
 SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
-# PEP 440 local version: v0.6 sources, odedet's pure-PyTorch patch set number 1.
+# PEP 440 local version: v0.6 sources, odedet's pure-PyTorch patch set number 1. Bump it when
+# PATCHES or _pure_ops.py change: an environment holding this version is otherwise left as is.
 BUILD_VERSION = "0.6+purepytorch.1"
 
 HERE = Path(__file__).resolve().parent
@@ -302,6 +303,16 @@ def build_wheel(sdist: Path, cache: Path) -> Path:
     return wheels[-1]
 
 
+def pip(args, what):
+    """Run pip quietly; on failure show the tail of its output in the error."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "--quiet", *args], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise BuildError(f"{what} failed (pip exit {proc.returncode}):\n{tail}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", default=str(Path.cwd() / ".cache" / "detectron2"),
@@ -323,13 +334,9 @@ def main(argv=None):
     cache.mkdir(parents=True, exist_ok=True)
     sdist = fetch_sdist(cache)
     wheel = build_wheel(sdist, cache)
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(wheel)]
-    if subprocess.run(cmd).returncode != 0:
-        raise BuildError(f"pip install {wheel} failed")
+    pip(["install", "--force-reinstall", "--no-deps", str(wheel)], f"pip install {wheel}")
     # Dependencies resolve against the environment's existing pins without touching them.
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", *INSTALL_REQUIRES]
-    if subprocess.run(cmd).returncode != 0:
-        raise BuildError("installing detectron2's dependencies failed")
+    pip(["install", *INSTALL_REQUIRES], "installing detectron2's dependencies")
     log(f"installed detectron2 {BUILD_VERSION}")
     return 0
 
