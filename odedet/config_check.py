@@ -58,7 +58,8 @@ def close_keys(cfg: CfgNode, key: str, n: int = 5) -> list[str]:
 
 def _unknown_key_error(cfg: CfgNode, err: KeyError, source: str) -> ConfigError | None:
     msg = str(err.args[0]) if err.args else ""
-    if not msg.startswith("Non-existent config key:"):
+    # yacs says "Non-existent config key: K" (files) or "Non-existent key: K" (lists)
+    if not msg.startswith(("Non-existent config key:", "Non-existent key:")):
         return None
     key = msg.split(":", 1)[1].strip()
     close = close_keys(cfg, key)
@@ -86,10 +87,15 @@ def merge_from_list(cfg: CfgNode, opts: list) -> CfgNode:
     """``cfg.merge_from_list(opts)`` (command-line KEY VALUE pairs) with clear errors."""
     if len(opts) % 2:
         raise ConfigError(f"command-line overrides must be KEY VALUE pairs, got {list(opts)}")
+    for key in opts[0::2]:  # yacs checks keys with `assert`, which python -O removes
+        node = cfg
+        for part in str(key).split("."):
+            if not isinstance(node, CfgNode) or part not in node:
+                err = KeyError(f"Non-existent config key: {key}")
+                raise _unknown_key_error(cfg, err, "the command-line overrides")
+            node = node[part]
     try:
         cfg.merge_from_list(list(opts))
-    except KeyError as e:
-        raise (_unknown_key_error(cfg, e, "the command-line overrides") or e) from e
     except ValueError as e:
         raise ConfigError(f"command-line overrides: {e}") from e
     return cfg
