@@ -124,12 +124,17 @@ def _voc_box(xml_path: str, obj, class_names) -> None:
     if name not in class_names:
         raise DatasetError(f"{xml_path}: object class {name!r} is not one of the dataset's "
                            f"classes {list(class_names)}")
+    # detectron2's VOC evaluator reads all of these, as integers, for every object.
     box = obj.find("bndbox")
     try:
-        x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        x0, y0, x1, y1 = (int(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        int(obj.findtext("truncated")), int(obj.findtext("difficult"))
+        if obj.find("pose") is None:
+            raise ValueError
     except (AttributeError, TypeError, ValueError):
-        raise DatasetError(f"{xml_path}: object {name!r} needs <bndbox> with numeric "
-                           "<xmin>, <ymin>, <xmax>, <ymax>") from None
+        raise DatasetError(f"{xml_path}: object {name!r} needs <pose>, integer <truncated> and "
+                           "<difficult>, and <bndbox> with integer <xmin>, <ymin>, <xmax>, "
+                           "<ymax> (1-based pixel indices)") from None
     # VOC boxes are 1-based inclusive pixel indices: xmin == xmax is a one-pixel-wide box.
     if x1 < x0 or y1 < y0:
         raise DatasetError(f"{xml_path}: object {name!r} has a negative-size box "
