@@ -1,0 +1,134 @@
+"""Benchmark outputs: one JSON, one markdown table and PNG plots per subcommand, each recording
+the machine, thread count and library versions the figures were measured with."""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+
+
+def environment() -> dict:
+    """Machine, threads and versions (``odedet.env.collect``) plus CPU model and core count."""
+    from odedet.env import collect
+
+    env = dict(collect())
+    env["cpu"] = _cpu_model()
+    env["cpu cores"] = str(os.cpu_count())
+    env["measured at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment_line(env: dict) -> str:
+    """One line for plot footers and table captions."""
+    return (
+        f"{env.get('cpu', '?')} ({env.get('cpu cores', '?')} cores), "
+        f"{env.get('torch threads', '?')} torch threads, torch {env.get('torch', '?')}, "
+        f"torchdiffeq {env.get('torchdiffeq', '?')}, detectron2 {env.get('detectron2', '?')}"
+    )
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A GitHub markdown table of ``rows`` (dicts); ``columns`` picks and orders the keys."""
+    if not rows:
+        return "_(no rows)_\n"
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table(title: str, rows: list[dict], columns: list[str] | None = None) -> dict:
+    """One table of a benchmark document; ``columns`` picks and orders the row keys shown."""
+    columns = columns or (list(rows[0]) if rows else [])
+    return dict(title=title, columns=columns, rows=rows)
+
+
+def write_outputs(
+    out_dir: str, name: str, *, title: str, tables: list[dict], extra: dict | None = None,
+    notes: list[str] | None = None, plots: list[str] | None = None, env: dict | None = None,
+) -> dict:
+    """Write ``<name>.json`` and ``<name>.md`` into ``out_dir``; returns the JSON document.
+
+    ``tables`` come from :func:`table`; ``extra`` holds summary figures (ratios, targets) listed
+    under the tables; ``notes`` are sentences (what was measured, how); ``plots`` are PNG file
+    names already written into ``out_dir``, linked from the markdown.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    env = env or environment()
+    doc = dict(benchmark=name, title=title, environment=env, tables=tables, summary=extra or {},
+               notes=notes or [], plots=plots or [])
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump(doc, f, indent=2, default=str)
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
+        f.write(render_markdown(doc))
+    return doc
+
+
+def render_markdown(doc: dict, heading: str = "##", image_prefix: str = "") -> str:
+    """The markdown section of one benchmark document (as written by :func:`write_outputs`);
+    ``image_prefix`` is prepended to plot paths (for a report living in another folder)."""
+    parts = [f"{heading} {doc['title']}\n"]
+    for tab in doc["tables"]:
+        if len(doc["tables"]) > 1:
+            parts.append(f"**{tab['title']}**\n")
+        parts.append(markdown_table(tab["rows"], tab["columns"]))
+    if doc.get("summary"):
+        parts += [f"- **{k}**: {_fmt(v)}" for k, v in doc["summary"].items()]
+        parts.append("")
+    parts += [f"{n}\n" for n in doc.get("notes", [])]
+    parts += [f"![{p}]({image_prefix}{p})\n" for p in doc.get("plots", [])]
+    parts.append(f"_Measured on {environment_line(doc['environment'])}; "
+                 f"{doc['environment'].get('measured at', '')}._\n")
+    return "\n".join(parts)
+
+
+def new_figure(title: str, xlabel: str, ylabel: str):
+    """A matplotlib (Agg) figure and axes with labels; pair with :func:`save_figure`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def save_figure(fig, out_dir: str, filename: str, env: dict) -> str:
+    """Save with the environment line as a footer; returns the file name (relative)."""
+    import matplotlib.pyplot as plt
+
+    fig.text(0.01, 0.005, environment_line(env), fontsize=6, color="0.4", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(os.path.join(out_dir, filename), dpi=110)
+    plt.close(fig)
+    return filename

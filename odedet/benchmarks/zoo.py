@@ -1,0 +1,87 @@
+"""Named detectors of the benchmarks: detectron2's ResNet baselines and odedet's ODE-Nets.
+
+``R-50-FPN``, ``R-101-FPN``, ``R-50-C4``, ``R-101-C4`` are detectron2's model-zoo configs;
+``ODE-FPN`` and ``ODE-C4`` are this repository's configs. Any name can be pointed at another
+config file (``--model-config NAME=path.yaml``). Weights are never downloaded: MODEL.WEIGHTS is
+cleared, the figures are about cost, not accuracy.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BASELINE_CONFIGS = {
+    "R-50-FPN": "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml",
+    "R-101-FPN": "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml",
+    "R-50-C4": "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml",
+    "R-101-C4": "COCO-Detection/faster_rcnn_R_101_C4_3x.yaml",
+}
+# Candidate repository configs of the ODE detectors, first existing file wins.
+ODE_CONFIGS = {
+    "ODE-FPN": ["configs/odenet_faster_rcnn_fpn.yaml", "configs/odenet_faster_rcnn.yaml",
+                "configs/Detection/odenet_faster_rcnn_fpn.yaml"],
+    "ODE-C4": ["configs/odenet_faster_rcnn_c4.yaml", "configs/Detection/odenet_faster_rcnn_c4.yaml"],
+}
+KNOWN_DETECTORS = tuple(BASELINE_CONFIGS) + tuple(ODE_CONFIGS)
+
+
+def detector_config_path(name: str, config: str = "") -> str:
+    """The config file of detector ``name`` (``config`` overrides); errors list the choices."""
+    if config:
+        if not os.path.isfile(config):
+            raise FileNotFoundError(f"config file for {name!r} not found: {config}")
+        return config
+    if name in BASELINE_CONFIGS:
+        import detectron2.model_zoo
+
+        root = os.path.join(os.path.dirname(detectron2.model_zoo.__file__), "configs")
+        return os.path.join(root, BASELINE_CONFIGS[name])
+    if name in ODE_CONFIGS:
+        for rel in ODE_CONFIGS[name]:
+            path = os.path.join(_REPO, rel)
+            if os.path.isfile(path):
+                return path
+        raise FileNotFoundError(
+            f"no config for {name!r}: looked for {ODE_CONFIGS[name]} under {_REPO}; pass "
+            f"--model-config {name}=path/to/config.yaml"
+        )
+    raise KeyError(f"unknown detector {name!r}: use one of {KNOWN_DETECTORS} or --model-config")
+
+
+def detector_cfg(name: str, *, device: str = "cpu", config: str = "", opts=()):
+    """A frozen odedet config for ``name`` with weights cleared and ``device`` set."""
+    from odedet import get_odedet_cfg
+
+    cfg = get_odedet_cfg()
+    cfg.merge_from_file(detector_config_path(name, config))
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, *opts])
+    cfg.freeze()
+    return cfg
+
+
+def build_detector(name: str, *, device: str = "cpu", config: str = "", opts=()):
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    return build_model(detector_cfg(name, device=device, config=config, opts=opts))
+
+
+def synthetic_detection_batch(size: int, *, batch: int = 1, device: str = "cpu") -> list[dict]:
+    """detectron2 model inputs: ``batch`` random ``size`` x ``size`` images with 3 boxes each."""
+    from detectron2.structures import Boxes, Instances
+
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(batch):
+        image = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8).float()
+        inst = Instances((size, size))
+        xy = torch.rand(3, 2, generator=g) * size * 0.5
+        wh = torch.rand(3, 2, generator=g) * size * 0.4 + size * 0.05
+        inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+        inst.gt_classes = torch.randint(0, 3, (3,), generator=g)
+        out.append({"image": image.to(device), "instances": inst.to(device),
+                    "height": size, "width": size})
+    return out

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Benchmarks of ODE-Nets vs ResNets; each subcommand writes JSON, a markdown table and PNG plots.
+
+  python tools/benchmark.py memory     # peak training memory vs depth, and of whole detectors
+  python tools/benchmark.py overhead   # fixed-grid ODE block vs unrolled weight-tied stack
+  python tools/benchmark.py models     # params, FLOPs, latency, train step, NFE per detector
+  python tools/benchmark.py tolerance --config-file CFG --weights W   # accuracy vs NFE/latency
+
+Outputs go to ``--out`` (default ``output/benchmarks/<subcommand>``). Every result records the
+machine, thread count and library versions. Defaults are the issue's settings; ``--quick`` shrinks
+every subcommand to a seconds-long smoke run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+
+def _kv_pairs(items) -> dict:
+    out = {}
+    for item in items or ():
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--model-config expects NAME=path.yaml, got {item!r}")
+        out[name] = path
+    return out
+
+
+def _common(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--out", default=os.path.join("output", "benchmarks", name),
+                   help="output folder for JSON/markdown/PNG")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+
+
+def _detector_args(p, default_models) -> None:
+    p.add_argument("--models", nargs="*", default=default_models,
+                   help="detectors: R-50-FPN R-101-FPN R-50-C4 R-101-C4 ODE-FPN ODE-C4")
+    p.add_argument("--model-config", action="append", metavar="NAME=YAML",
+                   help="use this config file for detector NAME (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("memory", help="peak training memory vs depth and per detector")
+    _common(p, "memory")
+    p.add_argument("--depths", type=int, nargs="*", default=[2, 4, 8, 16, 32])
+    p.add_argument("--variants", nargs="*", default=["resnet", "ode-direct", "ode-adjoint"])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--det-size", type=int, default=512, help="detector input side (pixels)")
+    _detector_args(p, ["ODE-FPN", "R-50-FPN", "R-101-FPN"])
+
+    p = sub.add_parser("overhead", help="ODE block vs unrolled weight-tied stack, time ratio")
+    _common(p, "overhead")
+    p.add_argument("--methods", nargs="*", default=["euler"], help="euler, midpoint, rk4")
+    p.add_argument("--steps", type=int, nargs="*", default=[8], help="solver steps K")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--profile", action="store_true", help="also write torch.profiler tables")
+
+    p = sub.add_parser("models", help="params, FLOPs, latency, train step time, NFE")
+    _common(p, "models")
+    p.add_argument("--size", type=int, default=512, help="input side (pixels)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3)
+    _detector_args(p, ["ODE-FPN", "ODE-C4", "R-50-FPN", "R-101-FPN", "R-50-C4", "R-101-C4"])
+
+    p = sub.add_parser("tolerance", help="accuracy vs NFE/latency over evaluation tolerances")
+    _common(p, "tolerance")
+    p.add_argument("--config-file", required=True, help="config of the trained model")
+    p.add_argument("--weights", required=True, help="checkpoint (.pth) of the trained model")
+    p.add_argument("--tolerances", type=float, nargs="*", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    p.add_argument("--method", default="dopri5", help="adaptive method used for the sweep")
+    p.add_argument("--max-images", type=int, default=0, help="evaluate at most N images (0 = all)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    return parser
+
+
+def _apply_quick(args) -> None:
+    if args.command == "memory":
+        args.depths, args.batch, args.channels, args.size = [2, 4], 2, 8, 8
+        args.det_size, args.models = 128, ["R-50-FPN"]
+    elif args.command == "overhead":
+        args.batch, args.channels, args.size, args.steps = 2, 8, 8, [2]
+        args.warmup, args.repeat = 1, 2
+    elif args.command == "models":
+        args.size, args.models, args.warmup, args.repeat = 128, ["R-50-FPN"], 0, 1
+    elif args.command == "tolerance":
+        args.tolerances = args.tolerances[:2]
+        args.max_images = args.max_images or 2
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        _apply_quick(args)
+    args.model_configs = _kv_pairs(getattr(args, "model_config", None))
+    os.makedirs(args.out, exist_ok=True)
+    from odedet.benchmarks import run_subcommand
+    from odedet.benchmarks.output import render_markdown
+
+    doc = run_subcommand(args.command, args)
+    print(render_markdown(doc))
+    print(f"[benchmark] wrote {os.path.abspath(args.out)}/{args.command}.json, .md and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
