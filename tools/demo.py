@@ -16,7 +16,8 @@ import sys
 
 from detectron2.utils.logger import setup_logger
 
-import odedet
+import odedet  # noqa: F401  (registers odedet components)
+from odedet.config_check import load_config
 from odedet.data.datasets import add_dataset_arguments, register_from_args
 from odedet.engine.demo import Predictor, image_paths, run_on_images, run_on_video
 
@@ -40,9 +41,7 @@ def build_parser():
 
 
 def setup_cfg(args):
-    cfg = odedet.get_odedet_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)  # key/value errors name the key
     cfg.freeze()
     return cfg
 

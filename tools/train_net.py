@@ -28,6 +28,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 import odedet
+from odedet.config_check import check_config, merge_from_file, merge_from_list
 from odedet.data.datasets import add_dataset_arguments, register_from_args, validate_datasets
 from odedet.engine import Trainer
 from odedet.engine.checkpoint import OdedetCheckpointer, load_weights
@@ -54,8 +55,9 @@ def load_cfg(args):
     if not os.path.isfile(args.config_file):
         raise SystemExit(f"config file {args.config_file} not found")
     cfg = odedet.get_odedet_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_from_file(cfg, args.config_file)  # unknown keys: error listing close valid keys
+    merge_from_list(cfg, args.opts)
+    check_config(cfg)  # impossible values: error naming the key, before anything is built
     return cfg
 
 

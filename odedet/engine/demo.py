@@ -21,7 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.utils.visualizer import Visualizer
 
-from odedet.data.image_io import read_image
+from odedet.data.image_io import BadImageError, read_image
 
 from .checkpoint import load_weights
 from .trainer import Trainer
@@ -125,7 +125,14 @@ def run_on_images(predictor, paths, output, threshold=0.5) -> list[str]:
     meta = dataset_metadata(predictor.cfg)
     written = []
     for path in paths:
-        image = read_image(path, format="BGR")
+        try:
+            image = read_image(path, format="BGR", max_pixels=predictor.cfg.INPUT.MAX_IMAGE_PIXELS,
+                               max_aspect_ratio=predictor.cfg.INPUT.MAX_ASPECT_RATIO)
+        except BadImageError as e:
+            if len(paths) == 1:
+                raise
+            logger.warning(f"Skipping an input that cannot be used: {e}")
+            continue
         vis = render(image[:, :, ::-1], predictor(image), meta, threshold)
         dst = _output_path(output, path, len(paths) == 1)
         if not cv2.imwrite(dst, np.ascontiguousarray(vis[:, :, ::-1])):

@@ -45,6 +45,18 @@ class Trainer(IterationContext, DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         return build_detection_test_loader(cfg, dataset_name, mapper=build_mapper(cfg, False))
 
+    # detectron2 v0.6's DefaultTrainer checkpoints only the iteration and hook states, not the
+    # optimizer (its SimpleTrainer's state): a resumed run would restart SGD momentum from zero.
+    def state_dict(self):
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:  # absent from checkpoints of plain detectron2 v0.6
+            self._trainer.load_state_dict(state_dict["_trainer"])
+
     def build_hooks(self):
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before calling this;
         # swap in the atomic, weights-only one before the PeriodicCheckpointer hook captures it.
