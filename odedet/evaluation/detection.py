@@ -34,11 +34,25 @@ def build_prf1_evaluator(cfg, dataset_name, output_dir):
     )
 
 
+class ZeroSafeCOCOEvaluator(COCOEvaluator):
+    """detectron2's COCOEvaluator, except that a model detecting nothing scores 0 AP, not NaN:
+    detectron2 v0.6 skips pycocotools on an empty result list and fills every metric with NaN,
+    which reads as a crash in logs, metrics.json and EXPECTED_RESULTS checks."""
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names)
+        if coco_eval is None:
+            self._logger.warning("No detections at all: every COCO AP metric is reported as 0")
+            results = {k: 0.0 for k in results}
+            results.update({f"AP-{name}": 0.0 for name in class_names or []})
+        return results
+
+
 @register_evaluator_factory("coco")
 def coco_detection_evaluators(cfg, dataset_name, output_dir):
     """COCO box AP (pycocotools; writes coco_instances_results.json) + P/R/F1."""
     return [
-        COCOEvaluator(
+        ZeroSafeCOCOEvaluator(
             dataset_name,
             tasks=("bbox",),
             output_dir=output_dir,
