@@ -1,5 +1,6 @@
 """Datasets and mappers. Importing this package registers odedet's datasets."""
 from .mappers import build_mapper, register_mapper_factory
 from . import datasets  # noqa: F401,E402  (COCO/VOC names from CLI/env, validation)
+from . import synthetic_shapes  # noqa: F401,E402  (odedet_shapes_train/val)
 
 __all__ = ["build_mapper", "register_mapper_factory"]

@@ -1,0 +1,2 @@
+from . import backbone  # noqa: F401  (registers backbones)
+from . import roi_heads  # noqa: F401  (registers ODERes5ROIHeads)

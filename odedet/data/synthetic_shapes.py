@@ -1,0 +1,220 @@
+"""The embedded detection dataset: seeded synthetic shapes, written to disk in COCO format.
+
+Each image (``image_size`` px square, PNG) has a textured, noisy background (smooth colour
+gradient, low-frequency blotches, clutter lines, pixel noise) and 0..``max_objects`` shapes of
+the classes circle, rectangle and triangle, with random size, colour, aspect ratio and rotation;
+shapes may overlap (box IoU <= ``max_overlap``). Everything is a function of ``seed``: image
+``i`` of split ``s`` is drawn from ``numpy.random.default_rng([seed, s, i])``, so regeneration is
+byte-identical.
+
+Layout under ``<root>/odedet_shapes/`` (``root`` = ``$DETECTRON2_DATASETS``, default
+``datasets/``)::
+
+    generation.json                 the parameters it was generated with
+    annotations/instances_{train,val}.json
+    {train,val}/000000.png ...
+
+``odedet_shapes_train`` / ``odedet_shapes_val`` are registered on import with detectron2's
+``load_coco_json`` (evaluator_type "coco", so COCOEvaluator/pycocotools score it). The data is
+generated on first use when absent, and regenerated when ``generation.json`` differs from the
+requested parameters. CLI: ``python -m odedet.data.synthetic_shapes --help``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from ._shapes_draw import CLASSES, COLORS, draw_image
+
+logger = logging.getLogger(__name__)
+
+DIRNAME = "odedet_shapes"
+SPLITS = ("train", "val")
+# Bumped whenever the drawing code changes what a given seed produces.
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapesParams:
+    """Generation parameters; recorded in ``generation.json`` to detect stale data.
+
+    Sizes are in pixels: an object's longer box side is uniform in [min_size, max_size].
+    """
+
+    seed: int = 0
+    num_train: int = 1000
+    num_val: int = 200
+    image_size: int = 128
+    max_objects: int = 4
+    min_size: int = 14
+    max_size: int = 60
+    max_overlap: float = 0.2
+
+    def __post_init__(self):
+        if self.num_train < 1 or self.num_val < 1:
+            raise ValueError(f"num_train and num_val must be >= 1, got {self}")
+        if not 4 <= self.min_size <= self.max_size <= self.image_size:
+            raise ValueError(f"need 4 <= min_size <= max_size <= image_size, got {self}")
+        if self.max_objects < 0 or not 0.0 <= self.max_overlap < 1.0:
+            raise ValueError(f"need max_objects >= 0 and 0 <= max_overlap < 1, got {self}")
+
+    def record(self) -> dict:
+        return dict(dataclasses.asdict(self), format_version=FORMAT_VERSION, classes=list(CLASSES))
+
+
+def dataset_dir(root: str | None = None) -> str:
+    """``<root>/odedet_shapes``, root defaulting to $DETECTRON2_DATASETS or ``datasets``."""
+    root = root if root is not None else os.getenv("DETECTRON2_DATASETS", "datasets")
+    return os.path.join(os.path.expanduser(root), DIRNAME)
+
+
+def _paths(directory: str, split: str) -> tuple[str, str]:
+    """(json_file, image_root) of a split."""
+    return os.path.join(directory, "annotations", f"instances_{split}.json"), os.path.join(
+        directory, split
+    )
+
+
+def _coco_split(params: ShapesParams, split: str, out_dir: str) -> dict:
+    """Draw and write one split's images; return its COCO dict (images, annotations, ...)."""
+    n = params.num_train if split == "train" else params.num_val
+    os.makedirs(os.path.join(out_dir, split))
+    images, annotations = [], []
+    for i in range(n):
+        rng = np.random.default_rng([params.seed, SPLITS.index(split), i])
+        image, objects = draw_image(rng, params)
+        file_name = f"{i:06d}.png"
+        cv2.imwrite(os.path.join(out_dir, split, file_name), image[:, :, ::-1])  # RGB -> BGR
+        images.append(dict(id=i + 1, file_name=file_name, height=image.shape[0], width=image.shape[1]))
+        for obj in objects:
+            annotations.append(dict(obj, id=len(annotations) + 1, image_id=i + 1, iscrowd=0))
+    categories = [dict(id=k + 1, name=name, supercategory="shape") for k, name in enumerate(CLASSES)]
+    info = dict(description=f"odedet synthetic shapes, {split} split", params=params.record())
+    return dict(info=info, images=images, annotations=annotations, categories=categories)
+
+
+def generate(params: ShapesParams = ShapesParams(), root: str | None = None) -> str:
+    """Write the dataset under ``dataset_dir(root)`` (replacing what is there); return the dir.
+
+    Written to a temporary sibling first and moved into place, so a reader never sees a half
+    written dataset and concurrent generators (e.g. several DDP workers) do not corrupt it.
+    """
+    target = dataset_dir(root)
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{DIRNAME}-", dir=parent)
+    try:
+        os.makedirs(os.path.join(tmp, "annotations"))
+        for split in SPLITS:
+            coco = _coco_split(params, split, tmp)
+            with open(_paths(tmp, split)[0], "w") as f:
+                json.dump(coco, f, sort_keys=True)
+        with open(os.path.join(tmp, "generation.json"), "w") as f:
+            json.dump(params.record(), f, indent=2, sort_keys=True)
+        if os.path.isdir(target):
+            stale = tempfile.mkdtemp(prefix=f".{DIRNAME}-stale-", dir=parent)
+            os.replace(target, os.path.join(stale, DIRNAME))
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, target)
+    except OSError:
+        if is_current(params, root):  # another process finished first: its data is equal
+            return target
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def is_current(params: ShapesParams, root: str | None = None) -> bool:
+    """True when the dataset on disk was generated with exactly ``params`` and is complete."""
+    directory = dataset_dir(root)
+    try:
+        with open(os.path.join(directory, "generation.json")) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return recorded == params.record() and all(
+        os.path.isfile(_paths(directory, s)[0]) for s in SPLITS
+    )
+
+
+def ensure(params: ShapesParams = ShapesParams(), root: str | None = None) -> str:
+    """Generate the dataset if it is absent or was generated with other parameters."""
+    directory = dataset_dir(root)
+    if not is_current(params, root):
+        why = "absent" if not os.path.exists(directory) else "stale (generation parameters differ)"
+        logger.info(f"Synthetic shapes dataset at {os.path.abspath(directory)} is {why}; generating")
+        generate(params, root)
+        logger.info(f"Synthetic shapes dataset written to {os.path.abspath(directory)}")
+    return directory
+
+
+def register_synthetic_shapes(
+    root: str | None = None,
+    params: ShapesParams = ShapesParams(),
+    name_prefix: str = DIRNAME,
+    replace: bool = False,
+) -> list[str]:
+    """Register ``<name_prefix>_train`` and ``<name_prefix>_val``; return the names.
+
+    Loading a split (``DatasetCatalog.get``) generates the data first if needed. ``replace``
+    drops an existing registration of the same names (e.g. to point them at another root).
+    """
+    directory = dataset_dir(root)
+    names = []
+    for split in SPLITS:
+        name = f"{name_prefix}_{split}"
+        if replace and name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        json_file, image_root = _paths(directory, split)
+
+        def load(json_file=json_file, image_root=image_root, name=name):
+            ensure(params, root)
+            return load_coco_json(json_file, image_root, name)
+
+        DatasetCatalog.register(name, load)
+        MetadataCatalog.get(name).set(
+            json_file=json_file, image_root=image_root, evaluator_type="coco",
+            thing_classes=list(CLASSES), thing_colors=[list(c) for c in COLORS],
+            thing_dataset_id_to_contiguous_id={k + 1: k for k in range(len(CLASSES))},
+        )
+        names.append(name)
+    return names
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m odedet.data.synthetic_shapes",
+        description="Generate odedet's synthetic shapes detection dataset (COCO format).",
+    )
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS "
+                   "or ./datasets); the data goes to <root>/odedet_shapes")
+    for field in dataclasses.fields(ShapesParams):
+        flag = "--" + field.name.replace("_", "-")
+        p.add_argument(flag, type=type(field.default), default=field.default,
+                       help=f"default: {field.default}")
+    p.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    args = p.parse_args(argv)
+    params = ShapesParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ShapesParams)})
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    directory = generate(params, args.root) if args.force else ensure(params, args.root)
+    for split in SPLITS:
+        json_file, image_root = _paths(directory, split)
+        print(f"{split}: annotations {os.path.abspath(json_file)}, images {os.path.abspath(image_root)}")
+
+
+if __name__ == "__main__":
+    main()  # ``python -m``: the package import has registered the names already
+else:
+    register_synthetic_shapes()
