@@ -63,6 +63,7 @@ _EXTENSIONS = [
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",
+    "odedet.modeling.classification.config:add_classification_config",
 ]
 
 
