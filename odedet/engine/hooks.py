@@ -24,10 +24,24 @@ class ODEStatsHook(HookBase):
                 f"test {block.test_solver.describe()}, T={block.t_end:g}"
             )
         reset_nfe(model)
+        self._settings_logged = False
+
+    def _put_solver_settings(self):
+        """Numeric solver settings of the first ODE block (the cfg gives every block the same)
+        as ``ode/<phase>_<field>`` scalars, once; the method name is in the log and config.yaml."""
+        block = self._blocks[0][1]
+        values = {}
+        for phase, opts in (("train", block.train_solver), ("test", block.test_solver)):
+            for field in ("rtol", "atol", "step_size", "adjoint"):
+                values[f"ode/{phase}_{field}"] = float(getattr(opts, field))
+        self.trainer.storage.put_scalars(**values, smoothing_hint=False)
+        self._settings_logged = True
 
     def after_step(self):
         if not self._blocks:
             return
+        if not self._settings_logged:
+            self._put_solver_settings()
         model = _unwrap(self.trainer.model)
         counts = nfe_counts(model)
         self.trainer.storage.put_scalars(
