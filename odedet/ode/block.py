@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from .fixed_grid import FAST_METHODS, odeint_fixed, odeint_fixed_adjoint
 from .solver import ODESolverError, SolverOptions
 
 
@@ -110,26 +111,37 @@ class ODEBlock(nn.Module):
         if self.augment_channels:
             pad = x.new_zeros(x.shape[0], self.augment_channels, *x.shape[2:])
             x = torch.cat([x, pad], dim=1)
-        t = torch.tensor([0.0, self.t_end], dtype=x.dtype, device=x.device)
         counted = self._counted
-        kwargs = opts.torchdiffeq_kwargs()
         counted.in_forward = True
         try:
-            if opts.adjoint and torch.is_grad_enabled():
-                out = odeint_adjoint(counted, x, t, adjoint_params=tuple(self.dynamics.parameters()), **kwargs)
-            else:
-                kwargs.pop("adjoint_options", None)
-                out = odeint(counted, x, t, **kwargs)
+            out = self._integrate(x, opts)
         except AssertionError as e:
             raise self._solver_error(e, opts) from e
         finally:
             counted.in_forward = False
-        out = out[-1]
         if not torch.isfinite(out).all():
             raise self._solver_error(AssertionError("non-finite values in state"), opts)
         if self.augment_channels:
             out = out[:, : out.shape[1] - self.augment_channels]
         return out
+
+    def _integrate(self, x: torch.Tensor, opts: SolverOptions) -> torch.Tensor:
+        """h(T). Euler/midpoint/rk4 take the lean fixed-grid path (same numbers as torchdiffeq,
+        less overhead: see :mod:`odedet.ode.fixed_grid`); everything else calls torchdiffeq."""
+        counted = self._counted
+        adjoint = opts.adjoint and torch.is_grad_enabled()
+        if opts.method in FAST_METHODS:
+            if adjoint:
+                return odeint_fixed_adjoint(counted, x, self.t_end, opts.step_size, opts.method,
+                                            tuple(self.dynamics.parameters()))
+            return odeint_fixed(counted, x, self.t_end, opts.step_size, opts.method)
+        t = torch.tensor([0.0, self.t_end], dtype=x.dtype, device=x.device)
+        kwargs = opts.torchdiffeq_kwargs()
+        if adjoint:
+            params = tuple(self.dynamics.parameters())
+            return odeint_adjoint(counted, x, t, adjoint_params=params, **kwargs)[-1]
+        kwargs.pop("adjoint_options", None)
+        return odeint(counted, x, t, **kwargs)[-1]
 
     def _solver_error(self, err: AssertionError, opts: SolverOptions) -> ODESolverError:
         phase = "TRAIN" if self.training else "TEST"
