@@ -178,3 +178,24 @@ def test_voc_path_through_detectron2_loader_and_evaluator(tmp_path):
     res = _evaluate(name, tmp_path, extra_fp=True)  # one tiny false "cat" per image
     assert (res["prf1"]["TP"], res["prf1"]["FP"]) == (6, 4)
     assert res["prf1"]["precision"] == pytest.approx(60.0)
+
+
+def test_generated_dataset_is_materialized_before_validation(tmp_path):
+    """A dataset that writes its json on first load (like odedet's synthetic shapes) validates
+    without a prior manual generation step."""
+    from detectron2.data.datasets import load_coco_json
+
+    json_file = str(tmp_path / "gen" / "instances.json")
+    image_root = str(tmp_path / "gen" / "images")
+    name = _name("generated")
+
+    def load():
+        if not os.path.isfile(json_file):
+            write_coco(str(tmp_path / "gen"), n_images=2)
+        return load_coco_json(json_file, image_root, name)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root,
+                                  evaluator_type="coco")
+    validate_datasets([name])
+    assert os.path.isfile(json_file)
