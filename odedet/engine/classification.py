@@ -18,6 +18,8 @@ from tqdm import tqdm
 from odedet.ode import nfe_counts, reset_nfe
 
 from ..evaluation.classification import evaluate_classifier
+from .atomic_io import atomic_torch_save
+from .checkpoint import safe_load
 
 CHECKPOINT = "last_checkpoint.pth"
 
@@ -31,18 +33,15 @@ def cosine_lr(base_lr: float, it: int, total: int, warmup: int = 0) -> float:
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """torch.save to a temp file in the same directory, then an atomic rename onto ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temp file in the same directory, fsync, then an atomic rename onto
+    ``path`` (odedet.engine.atomic_io, shared with the detectron2 checkpointer)."""
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str, signature: dict) -> dict:
     """The checkpoint at ``path``, after checking it belongs to a run with ``signature``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (any unpickling failure means a bad file)
-        raise RuntimeError(f"cannot resume: {path!r} is not a readable checkpoint ({e})") from e
+    # weights_only; a pickle payload / truncated file raises a CheckpointError naming the file
+    state = safe_load(path)
     if state.get("signature") != signature:
         raise ValueError(
             f"cannot resume from {path!r}: it was written by a run with {state.get('signature')}, "
