@@ -5,7 +5,8 @@
       MODEL.WEIGHTS output/model_final.pth
   python tools/demo.py --config-file CFG --input datasets/mine/images/ --output vis/ \\
       MODEL.WEIGHTS model.pth MODEL.ODE.RTOL_TEST 1e-2
-  python tools/demo.py --config-file CFG --video-input clip.mp4 --output vis/ MODEL.WEIGHTS model.pth
+  python tools/demo.py --config-file CFG --video-input clip.mp4 --output vis/ \\
+      MODEL.WEIGHTS model.pth
 
 What is drawn depends on MODEL.META_ARCHITECTURE (detections with class names and scores for
 Faster R-CNN; other models register their own renderer in odedet.engine.demo). Class names come

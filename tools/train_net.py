@@ -7,9 +7,9 @@ the meta-architecture, through odedet's registries. Datasets are checked on disk
 anything is built.
 
   python tools/train_net.py --config-file configs/odenet_faster_rcnn.yaml
-  python tools/train_net.py --config-file CFG --resume                    # continue from last_checkpoint
+  python tools/train_net.py --config-file CFG --resume           # continue from last_checkpoint
   python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth \\
-      MODEL.ODE.METHOD_TEST dopri5 MODEL.ODE.RTOL_TEST 1e-2                # cheaper solver at test time
+      MODEL.ODE.METHOD_TEST dopri5 MODEL.ODE.RTOL_TEST 1e-2       # cheaper solver at test time
   python tools/train_net.py --config-file CFG --register-coco mine_train ann.json images/ \\
       DATASETS.TRAIN "('mine_train',)"                                     # any COCO-format dataset
 

@@ -2,7 +2,8 @@
 """Draw the ground truth of a registered dataset, as annotated or as the training loader sees it.
 
   python tools/visualize_data.py --dataset odedet_shapes_val --output-dir vis/gt
-  python tools/visualize_data.py --dataset mine --register-coco mine ann.json images/ --output-dir vis
+  python tools/visualize_data.py --dataset mine --register-coco mine ann.json images/ \\
+      --output-dir vis
   python tools/visualize_data.py --source dataloader --config-file CFG --output-dir vis/train
 
 ``--source annotation`` (default) draws each image of ``--dataset`` (default: the config's

@@ -90,7 +90,8 @@ class Predictor:
         image = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         height, width = image.shape[:2]
         resized = self.aug.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)), dtype=torch.float32)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)),
+                                 dtype=torch.float32)
         return self.model([{"image": tensor, "height": height, "width": width}])[0]
 
 
