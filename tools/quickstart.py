@@ -29,7 +29,12 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
 from odedet import get_odedet_cfg
-from odedet.data.synthetic_shapes import ShapesParams, dataset_dir, ensure, register_synthetic_shapes
+from odedet.data.synthetic_shapes import (
+    ShapesParams,
+    dataset_dir,
+    ensure,
+    register_synthetic_shapes,
+)
 from odedet.engine import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +86,8 @@ def prepare_data(args) -> tuple[str, str]:
             register_synthetic_shapes(args.dataset_root, replace=True)
         root = args.dataset_root
         ensure(ShapesParams(), root)
-    print(f"Dataset: {os.path.abspath(dataset_dir(root))} (COCO json + PNG; {names[0]}, {names[1]})")
+    where = os.path.abspath(dataset_dir(root))
+    print(f"Dataset: {where} (COCO json + PNG images; {names[0]}, {names[1]})")
     return names[0], names[1]
 
 
@@ -95,7 +101,7 @@ def build_cfg(config_file, name, args, train_set, val_set):
     max_iter = args.max_iter if args.max_iter is not None else (10 if args.quick else None)
     if max_iter is not None:  # shorten the schedule proportionally
         scale = max_iter / cfg.SOLVER.MAX_ITER
-        cfg.SOLVER.STEPS = tuple(int(s * scale) for s in cfg.SOLVER.STEPS)
+        cfg.SOLVER.STEPS = tuple(sorted({int(s * scale) for s in cfg.SOLVER.STEPS} - {0}))
         cfg.SOLVER.WARMUP_ITERS = int(cfg.SOLVER.WARMUP_ITERS * scale)
         cfg.SOLVER.MAX_ITER = max_iter
     cfg.freeze()

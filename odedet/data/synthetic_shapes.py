@@ -95,10 +95,13 @@ def _coco_split(params: ShapesParams, split: str, out_dir: str) -> dict:
         image, objects = draw_image(rng, params)
         file_name = f"{i:06d}.png"
         cv2.imwrite(os.path.join(out_dir, split, file_name), image[:, :, ::-1])  # RGB -> BGR
-        images.append(dict(id=i + 1, file_name=file_name, height=image.shape[0], width=image.shape[1]))
+        h, w = image.shape[:2]
+        images.append(dict(id=i + 1, file_name=file_name, height=h, width=w))
         for obj in objects:
             annotations.append(dict(obj, id=len(annotations) + 1, image_id=i + 1, iscrowd=0))
-    categories = [dict(id=k + 1, name=name, supercategory="shape") for k, name in enumerate(CLASSES)]
+    categories = [
+        dict(id=k + 1, name=name, supercategory="shape") for k, name in enumerate(CLASSES)
+    ]
     info = dict(description=f"odedet synthetic shapes, {split} split", params=params.record())
     return dict(info=info, images=images, annotations=annotations, categories=categories)
 
@@ -153,7 +156,8 @@ def ensure(params: ShapesParams = ShapesParams(), root: str | None = None) -> st
     directory = dataset_dir(root)
     if not is_current(params, root):
         why = "absent" if not os.path.exists(directory) else "stale (generation parameters differ)"
-        logger.info(f"Synthetic shapes dataset at {os.path.abspath(directory)} is {why}; generating")
+        where = os.path.abspath(directory)
+        logger.info(f"Synthetic shapes dataset at {where} is {why}; generating")
         generate(params, root)
         logger.info(f"Synthetic shapes dataset written to {os.path.abspath(directory)}")
     return directory
@@ -206,12 +210,14 @@ def main(argv=None) -> None:
                        help=f"default: {field.default}")
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
     args = p.parse_args(argv)
-    params = ShapesParams(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ShapesParams)})
+    fields = [f.name for f in dataclasses.fields(ShapesParams)]
+    params = ShapesParams(**{name: getattr(args, name) for name in fields})
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     directory = generate(params, args.root) if args.force else ensure(params, args.root)
     for split in SPLITS:
         json_file, image_root = _paths(directory, split)
-        print(f"{split}: annotations {os.path.abspath(json_file)}, images {os.path.abspath(image_root)}")
+        json_file, image_root = os.path.abspath(json_file), os.path.abspath(image_root)
+        print(f"{split}: annotations {json_file}, images {image_root}")
 
 
 if __name__ == "__main__":

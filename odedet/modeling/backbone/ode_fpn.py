@@ -25,7 +25,8 @@ def build_ode_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     if missing:
         raise ValueError(
             f"MODEL.FPN.IN_FEATURES {in_features} needs {missing}, which the ODE-ResNet does not "
-            f"output: add them to MODEL.RESNETS.OUT_FEATURES (now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
+            f"output: add them to MODEL.RESNETS.OUT_FEATURES "
+            f"(now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
         )
     return FPN(
         bottom_up=bottom_up,

@@ -208,7 +208,9 @@ def build_ode_resnet_backbone(cfg, input_shape: ShapeSpec):
                 f"MODEL.RESNETS.OUT_FEATURES entry {f!r} is not one of stem, "
                 f"{', '.join(STAGE_NAMES)}"
             )
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM)
+    stem = BasicStem(
+        in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM
+    )
     num_stages = max([STAGE_NAMES.index(f) + 1 for f in r.OUT_FEATURES if f != "stem"] or [0])
     stages = [
         make_ode_resnet_stage(**stage_kwargs_from_cfg(cfg, s)) for s in STAGE_NAMES[:num_stages]
