@@ -143,9 +143,10 @@ def check_config(cfg: CfgNode) -> None:
         stages = list(cfg.MODEL.ODE.STAGES)
         bad = [s for s in stages if s not in ODE_STAGE_NAMES]
         if bad or len(set(stages)) != len(stages):
+            what = f"unknown stage(s) {bad}" if bad else "repeated"
             raise ConfigError(
-                f"MODEL.ODE.STAGES={stages}: {'unknown stage(s) ' + str(bad) if bad else 'repeated'}"
-                f"; ODE blocks can replace the ResNet stages {list(ODE_STAGE_NAMES)}"
+                f"MODEL.ODE.STAGES={stages}: {what}; ODE blocks can replace the ResNet stages "
+                f"{list(ODE_STAGE_NAMES)}"
             )
         _positive(cfg, "MODEL.ODE.GN_GROUPS")
         _positive(cfg, "MODEL.ODE.AUGMENT_CHANNELS", allow_zero=True)

@@ -128,5 +128,6 @@ def test_nan_loss_names_iteration_and_settings():
             loss = self.inner(batch)["loss"]
             return {"loss": loss * (float("inf") if self.calls == 3 else 1.0)}
 
-    with pytest.raises(TrainingDivergedError, match=r"(?s)at training iteration 2:.*SOLVER.BASE_LR"):
+    expected = r"(?s)at training iteration 2:.*SOLVER.BASE_LR"
+    with pytest.raises(TrainingDivergedError, match=expected):
         _train(Diverging(), torch.randn(1, 4, 6, 6), iters=5)
