@@ -82,9 +82,9 @@ def _distributed_worker(local_rank, main_func, world_size, nprocs, machine_rank,
         group = dist.new_group(list(range(i * nprocs, (i + 1) * nprocs)))
         if i == machine_rank:
             comm._LOCAL_PROCESS_GROUP = group
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    else:
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+        torch.cuda.set_device(local_rank)  # "cuda" in MODEL.DEVICE means this rank's GPU
+    if backend == "gloo":
         # CPU processes share the machine's cores; oversubscribing threads slows every rank.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))
     comm.synchronize()
