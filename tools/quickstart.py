@@ -42,7 +42,7 @@ MODELS = {  # table name -> config
     "ODE-ResNet-18-FPN": "configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml",
     "ResNet-18-FPN (baseline)": "configs/quickstart/faster_rcnn_R_18_FPN_shapes.yaml",
 }
-QUICK_PARAMS = ShapesParams(num_train=48, num_val=12)  # --quick: a dataset made in a second
+QUICK_PARAMS = ShapesParams(num_train=32, num_val=8)  # --quick: a dataset made in a second
 
 
 def parse_args(argv=None):
@@ -52,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 48/12-image dataset under OUTPUT_DIR, 10 iterations")
+                   help="smoke test: 32/8-image dataset under OUTPUT_DIR, 10 iterations")
     p.add_argument("--dataset-root", default=None,
                    help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
     p.add_argument("--num-vis", type=int, default=8, help="validation images to visualise")
@@ -96,8 +96,7 @@ def build_cfg(config_file, name, args, train_set, val_set):
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(args.opts)
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (train_set,), (val_set,)
-    slug = name.split(" ")[0].lower()
-    cfg.OUTPUT_DIR = os.path.join(args.output_dir, slug)
+    cfg.OUTPUT_DIR = os.path.join(args.output_dir, os.path.basename(cfg.OUTPUT_DIR.rstrip("/")))
     max_iter = args.max_iter if args.max_iter is not None else (10 if args.quick else None)
     if max_iter is not None:  # shorten the schedule proportionally
         scale = max_iter / cfg.SOLVER.MAX_ITER
