@@ -9,7 +9,7 @@ the ground truth with detectron2's Visualizer, and prints where everything went.
     python tools/quickstart.py                  # the ODE model
     python tools/quickstart.py --baseline       # + the ResNet-18 baseline, side by side
     python tools/quickstart.py --quick          # smoke test: tiny dataset, a few iterations
-    python tools/quickstart.py SOLVER.MAX_ITER 200 MODEL.ODE.METHOD_TEST euler   # overrides
+    python tools/quickstart.py --max-iter 200 MODEL.ODE.METHOD_TEST rk4   # shorter; overrides
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ QUICK_PARAMS = ShapesParams(num_train=32, num_val=8)  # --quick: a dataset made 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--output-dir", default="output/quickstart", help="where runs go")
-    p.add_argument("--config-file", default=None, help="ODE model config (default: %(prog)s's)")
+    p.add_argument("--config-file", default=None,
+                   help="train this config instead of the ODE quickstart model")
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
     p.add_argument("--quick", action="store_true",
@@ -174,9 +175,10 @@ def main(argv=None):
     setup_logger(name="odedet")
     setup_logger()
     train_set, val_set = prepare_data(args)
-    configs = {name: path for name, path in MODELS.items()}
-    if args.config_file:
-        configs["ODE-ResNet-18-FPN"] = args.config_file
+    configs = dict(MODELS)
+    if args.config_file:  # replaces the ODE model; named after its file
+        configs.pop("ODE-ResNet-18-FPN")
+        configs = {os.path.basename(args.config_file)[: -len(".yaml")]: args.config_file, **configs}
     if not args.baseline:
         configs.pop("ResNet-18-FPN (baseline)")
     rows = {}
