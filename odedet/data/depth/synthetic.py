@@ -1,0 +1,95 @@
+"""Write the synthetic scenes to disk in the list-file format, once, on first use.
+
+Layout under ``root`` (default ``$DETECTRON2_DATASETS/odedet_depth_scenes``)::
+
+    train.txt, val.txt       lines "<split>/rgb/NNNNN.png <split>/depth/NNNNN.png 1000"
+    <split>/rgb/*.png        8-bit RGB renders
+    <split>/depth/*.png      uint16 depth in millimetres (scale 1000), exact to 1 mm
+    info.json                generator version, seed, counts, camera intrinsics (written last:
+                             its presence with matching settings means the dataset is complete)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import cv2
+import numpy as np
+
+from .formats import write_depth_png
+from .scenes import Camera, render_scene, sample_scene
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 2
+DEPTH_SCALE = 1000.0  # uint16 millimetres
+DEFAULT_COUNTS = {"train": 800, "val": 100}
+SCENES_MAX_DEPTH = 10.0  # every rendered depth is below this (room at most 8.5 m deep)
+
+
+def _settings(counts, seed, camera):
+    return {"version": GENERATOR_VERSION, "seed": seed, "counts": dict(counts),
+            "camera": dataclasses.asdict(camera), "depth_scale": DEPTH_SCALE}
+
+
+def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None = None) -> str:
+    """Render and write the dataset to ``root`` (replacing it). Split k is rendered from
+    ``seed`` and the split's name, so train and val never share a scene. Returns ``root``."""
+    counts = dict(DEFAULT_COUNTS if counts is None else counts)
+    camera = camera or Camera()
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".scenes-", dir=parent)  # atomic: build aside, then rename
+    try:
+        for split, n in counts.items():
+            _write_split(tmp, split, n, np.random.default_rng([seed, _split_key(split)]), camera)
+        info = _settings(counts, seed, camera)
+        info["intrinsics"] = camera.matrix()
+        with open(os.path.join(tmp, "info.json"), "w") as f:
+            json.dump(info, f, indent=1)
+        if os.path.isdir(root):
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return root
+
+
+def _split_key(split: str) -> int:
+    return int.from_bytes(split.encode()[:8].ljust(8, b"\0"), "little")
+
+
+def _write_split(root, split, n, rng, camera):
+    for sub in ("rgb", "depth"):
+        os.makedirs(os.path.join(root, split, sub), exist_ok=True)
+    lines = []
+    for i in range(n):
+        rgb, depth = render_scene(sample_scene(rng), camera, rng)
+        rgb_rel, depth_rel = f"{split}/rgb/{i:05d}.png", f"{split}/depth/{i:05d}.png"
+        if not cv2.imwrite(os.path.join(root, rgb_rel), rgb[:, :, ::-1]):
+            raise OSError(f"could not write {os.path.join(root, rgb_rel)}")
+        write_depth_png(os.path.join(root, depth_rel), depth, DEPTH_SCALE)
+        lines.append(f"{rgb_rel} {depth_rel} {DEPTH_SCALE:g}\n")
+    with open(os.path.join(root, f"{split}.txt"), "w") as f:
+        f.writelines(lines)
+
+
+def ensure_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None = None) -> str:
+    """Generate the dataset at ``root`` unless a complete one with these settings is there."""
+    counts = dict(DEFAULT_COUNTS if counts is None else counts)
+    camera = camera or Camera()
+    info_path = os.path.join(root, "info.json")
+    if os.path.isfile(info_path):
+        with open(info_path) as f:
+            info = json.load(f)
+        info.pop("intrinsics", None)
+        if info == json.loads(json.dumps(_settings(counts, seed, camera))):
+            return root
+        logger.info(f"{root} was generated with other settings; regenerating")
+    logger.info(f"Rendering synthetic depth scenes {counts} into {root} (first use) ...")
+    return generate_scenes(root, counts, seed, camera)
