@@ -21,6 +21,7 @@ import odedet  # noqa: F401  (registers odedet components)
 from odedet.config_check import load_config
 from odedet.data.datasets import add_dataset_arguments, register_from_args
 from odedet.engine.demo import Predictor, image_paths, run_on_images, run_on_video
+from odedet.modeling.depth import demo as _depth_demo  # noqa: F401  (depth renderer)
 
 
 def build_parser():
