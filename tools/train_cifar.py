@@ -67,8 +67,8 @@ def _common_args(s, paper: bool):
     s.add_argument("--image-size", type=int, default=16 if paper else None,
                    help="side of digits (default 28; paper-table: 16) / ImageFolder images")
     s.add_argument("--epochs", type=int, default=6 if paper else 10)
-    s.add_argument("--batch-size", type=int, default=128)
-    s.add_argument("--lr", type=float, default=0.1)
+    s.add_argument("--batch-size", type=int, default=32 if paper else 128)
+    s.add_argument("--lr", type=float, default=0.05 if paper else 0.1)
     s.add_argument("--weight-decay", type=float, default=5e-4)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=0)
@@ -76,6 +76,7 @@ def _common_args(s, paper: bool):
     s.add_argument("--tolerances", type=float, nargs="+", default=[1e-1, 1e-2, 1e-3, 1e-4])
     s.add_argument("--sweep-method", default="dopri5", help="adaptive torchdiffeq method")
     s.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocess")
+    s.add_argument("--latency-repeats", type=int, default=5, help="timed eval forwards (median)")
     s.add_argument("--resume", action="store_true", help="continue from last_checkpoint.pth")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--output-dir", default="output/paper_table1" if paper else "")
@@ -144,7 +145,7 @@ def measure(args, model, cfg, data, loaders, history) -> dict:
     return {
         "test": test,
         "cost": params_and_flops(model, batch[:8]),
-        "latency": inference_latency(model, batch),
+        "latency": inference_latency(model, batch, repeats=args.latency_repeats),
         "memory": memory,
         "train": train,
         "tolerance_sweep": tolerance_sweep(model, loaders["test"], k, args.tolerances,

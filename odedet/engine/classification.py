@@ -1,8 +1,8 @@
 """Epoch-based classifier training with progress bars, atomic per-epoch checkpoints and resume.
 
 The checkpoint (``<out>/last_checkpoint.pth``) holds the model, optimizer, finished epoch,
-per-epoch history, the run's signature and the RNG states (augmentation, shuffling); it is written to a temp file and
-renamed, so an interrupted run leaves the previous epoch's checkpoint intact, and ``resume``
+per-epoch history, the run's signature and the RNG states (augmentation, shuffling); it is
+written to a temp file and renamed, so an interrupted run leaves the previous epoch's checkpoint intact, and ``resume``
 continues from the epoch after it. Loading uses ``weights_only=True``.
 """
 from __future__ import annotations
@@ -85,10 +85,11 @@ def _train_epoch(model, loader, opt, lr_fn, it0, max_iters, desc, quiet):
 def train_classifier(
     model, loaders: dict, *, epochs: int, out_dir: str, num_classes: int, lr: float = 0.1,
     weight_decay: float = 5e-4, signature: dict | None = None, resume: bool = False,
-    max_iters_per_epoch: int = 0, quiet: bool = False,
+    max_iters_per_epoch: int = 0, quiet: bool = False, log: bool = True,
 ) -> list:
     """Train ``model`` (an ImageClassifier) with SGD (momentum 0.9) and a cosine schedule,
-    validating on ``loaders["val"]`` after each epoch. Returns the per-epoch history: loss,
+    validating on ``loaders["val"]`` after each epoch (``quiet``: no progress bars; ``log``:
+    a summary line per epoch). Returns the per-epoch history: loss,
     accuracies, training throughput (images/s over the timed train steps) and NFE."""
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
@@ -117,7 +118,7 @@ def train_classifier(
         stats.update(epoch=epoch + 1, val_top1=val["top1"],
                      train_images_per_s=stats["images"] / max(stats["seconds"], 1e-9))
         history.append(stats)
-        if not quiet:
+        if log:
             tqdm.write(f"epoch {epoch + 1}/{epochs}: loss {stats['train_loss']:.4f}, val top-1 "
                        f"{100 * val['top1']:.2f}%, {stats['train_images_per_s']:.1f} img/s, "
                        f"NFE fwd {stats['nfe_forward']:.1f} bwd {stats['nfe_backward']:.1f}")

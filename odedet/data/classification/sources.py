@@ -134,7 +134,9 @@ def load_image_folder(root: str, size: int = 32) -> ImageSet:
     from PIL import Image
 
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"ImageFolder root {root!r} is not a directory (root/<class>/<img>)")
+        raise FileNotFoundError(
+            f"ImageFolder root {root!r} is not a directory (expected root/<class>/<image>)"
+        )
     try:
         ds = tvd.ImageFolder(root)
     except (FileNotFoundError, RuntimeError) as e:
