@@ -37,75 +37,88 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
 
 
-def _detector_args(p, default_models) -> None:
-    p.add_argument("--models", nargs="*", default=default_models,
+def _detector_args(p) -> None:
+    p.add_argument("--models", nargs="*", default=None,
                    help="detectors: R-50-FPN R-101-FPN R-50-C4 R-101-C4 ODE-FPN ODE-C4")
     p.add_argument("--model-config", action="append", metavar="NAME=YAML",
                    help="use this config file for detector NAME (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("memory", help="peak training memory vs depth and per detector")
     _common(p, "memory")
-    p.add_argument("--depths", type=int, nargs="*", default=[2, 4, 8, 16, 32])
+    p.add_argument("--depths", type=int, nargs="*", default=None)
     p.add_argument("--variants", nargs="*", default=["resnet", "ode-direct", "ode-adjoint"])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--det-size", type=int, default=512, help="detector input side (pixels)")
-    _detector_args(p, ["ODE-FPN", "R-50-FPN", "R-101-FPN"])
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--channels", type=int, default=None)
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--det-size", type=int, default=None, help="detector input side (pixels)")
+    _detector_args(p)
 
     p = sub.add_parser("overhead", help="ODE block vs unrolled weight-tied stack, time ratio")
     _common(p, "overhead")
     p.add_argument("--methods", nargs="*", default=["euler"], help="euler, midpoint, rk4")
-    p.add_argument("--steps", type=int, nargs="*", default=[8], help="solver steps K")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--steps", type=int, nargs="*", default=None, help="solver steps K")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--channels", type=int, default=None)
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=None)
     p.add_argument("--profile", action="store_true", help="also write torch.profiler tables")
 
     p = sub.add_parser("models", help="params, FLOPs, latency, train step time, NFE")
     _common(p, "models")
-    p.add_argument("--size", type=int, default=512, help="input side (pixels)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=3)
-    _detector_args(p, ["ODE-FPN", "ODE-C4", "R-50-FPN", "R-101-FPN", "R-50-C4", "R-101-C4"])
+    p.add_argument("--size", type=int, default=None, help="input side (pixels)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--repeat", type=int, default=None)
+    _detector_args(p)
 
     p = sub.add_parser("tolerance", help="accuracy vs NFE/latency over evaluation tolerances")
     _common(p, "tolerance")
     p.add_argument("--config-file", required=True, help="config of the trained model")
     p.add_argument("--weights", required=True, help="checkpoint (.pth) of the trained model")
-    p.add_argument("--tolerances", type=float, nargs="*", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    p.add_argument("--tolerances", type=float, nargs="*", default=None)
     p.add_argument("--method", default="dopri5", help="adaptive method used for the sweep")
-    p.add_argument("--max-images", type=int, default=0, help="evaluate at most N images (0 = all)")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="evaluate at most N images (0 = all)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser
 
 
-def _apply_quick(args) -> None:
-    if args.command == "memory":
-        args.depths, args.batch, args.channels, args.size = [2, 4], 2, 8, 8
-        args.det_size, args.models = 128, ["R-50-FPN"]
-    elif args.command == "overhead":
-        args.batch, args.channels, args.size, args.steps = 2, 8, 8, [2]
-        args.warmup, args.repeat = 1, 2
-    elif args.command == "models":
-        args.size, args.models, args.warmup, args.repeat = 128, ["R-50-FPN"], 0, 1
-    elif args.command == "tolerance":
-        args.tolerances = args.tolerances[:2]
-        args.max_images = args.max_images or 2
+# Full defaults (the issue's settings) and what --quick shrinks them to; a value given on the
+# command line always wins.
+_FULL = {
+    "memory": dict(depths=[2, 4, 8, 16, 32], batch=16, channels=64, size=32, det_size=512,
+                   models=["ODE-FPN", "R-50-FPN", "R-101-FPN"]),
+    "overhead": dict(batch=16, channels=64, size=32, steps=[8], warmup=2, repeat=7),
+    "models": dict(size=512, warmup=1, repeat=3, models=["ODE-FPN", "ODE-C4", "R-50-FPN",
+                                                         "R-101-FPN", "R-50-C4", "R-101-C4"]),
+    "tolerance": dict(tolerances=[0.0001, 0.001, 0.01, 0.1, 1.0], max_images=0),
+}
+_QUICK = {
+    "memory": dict(depths=[2, 4], batch=2, channels=8, size=8, det_size=128, models=["R-50-FPN"]),
+    "overhead": dict(batch=2, channels=8, size=8, steps=[2], warmup=1, repeat=2),
+    "models": dict(size=128, models=["R-50-FPN"], warmup=0, repeat=1),
+    "tolerance": dict(tolerances=[1e-3, 1e-1], max_images=2),
+}
+
+
+def _apply_defaults(args) -> None:
+    """Fill every option left unset (None) from _FULL or, with --quick, from _QUICK."""
+    quick = _QUICK.get(args.command, {}) if args.quick else {}
+    for name, value in _FULL.get(args.command, {}).items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick.get(name, value))
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.quick:
-        _apply_quick(args)
+    _apply_defaults(args)
     args.model_configs = _kv_pairs(getattr(args, "model_config", None))
     os.makedirs(args.out, exist_ok=True)
     from odedet.benchmarks import run_subcommand

@@ -1,7 +1,7 @@
 """Named detectors of the benchmarks: detectron2's ResNet baselines and odedet's ODE-Nets.
 
-``R-50-FPN``, ``R-101-FPN``, ``R-50-C4``, ``R-101-C4`` are detectron2's model-zoo configs;
-``ODE-FPN`` and ``ODE-C4`` are this repository's configs. Any name can be pointed at another
+``ODE-FPN``/``ODE-C4`` (ODE-ResNet-50) and ``R-50``/``R-101`` ``-FPN``/``-C4`` (detectron2's
+ResNets) are this repository's from-scratch COCO configs. Any name can be pointed at another
 config file (``--model-config NAME=path.yaml``). Weights are never downloaded: MODEL.WEIGHTS is
 cleared, the figures are about cost, not accuracy.
 """
@@ -13,19 +13,29 @@ import torch
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-BASELINE_CONFIGS = {
-    "R-50-FPN": "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml",
-    "R-101-FPN": "COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml",
-    "R-50-C4": "COCO-Detection/faster_rcnn_R_50_C4_1x.yaml",
-    "R-101-C4": "COCO-Detection/faster_rcnn_R_101_C4_3x.yaml",
+# Repository configs (same from-scratch GroupNorm recipe for every model, so costs compare like
+# for like); the first existing file wins, detectron2's model-zoo config ("zoo:") is the fallback.
+DETECTOR_CONFIGS = {
+    "ODE-FPN": ["configs/odenet_faster_rcnn.yaml"],
+    "ODE-C4": ["configs/COCO-Detection/ode_faster_rcnn_R_50_C4_scratch.yaml"],
+    "R-50-FPN": ["configs/COCO-Detection/faster_rcnn_R_50_FPN_scratch.yaml",
+                 "zoo:COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"],
+    "R-101-FPN": ["configs/COCO-Detection/faster_rcnn_R_101_FPN_scratch.yaml",
+                  "zoo:COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml"],
+    "R-50-C4": ["configs/COCO-Detection/faster_rcnn_R_50_C4_scratch.yaml",
+                "zoo:COCO-Detection/faster_rcnn_R_50_C4_1x.yaml"],
+    "R-101-C4": ["configs/COCO-Detection/faster_rcnn_R_101_C4_scratch.yaml",
+                 "zoo:COCO-Detection/faster_rcnn_R_101_C4_3x.yaml"],
 }
-# Candidate repository configs of the ODE detectors, first existing file wins.
-ODE_CONFIGS = {
-    "ODE-FPN": ["configs/odenet_faster_rcnn_fpn.yaml", "configs/odenet_faster_rcnn.yaml",
-                "configs/Detection/odenet_faster_rcnn_fpn.yaml"],
-    "ODE-C4": ["configs/odenet_faster_rcnn_c4.yaml", "configs/Detection/odenet_faster_rcnn_c4.yaml"],
-}
-KNOWN_DETECTORS = tuple(BASELINE_CONFIGS) + tuple(ODE_CONFIGS)
+KNOWN_DETECTORS = tuple(DETECTOR_CONFIGS)
+
+
+def _resolve(rel: str) -> str:
+    if rel.startswith("zoo:"):
+        import detectron2.model_zoo
+
+        return os.path.join(os.path.dirname(detectron2.model_zoo.__file__), "configs", rel[4:])
+    return os.path.join(_REPO, rel)
 
 
 def detector_config_path(name: str, config: str = "") -> str:
@@ -34,18 +44,12 @@ def detector_config_path(name: str, config: str = "") -> str:
         if not os.path.isfile(config):
             raise FileNotFoundError(f"config file for {name!r} not found: {config}")
         return config
-    if name in BASELINE_CONFIGS:
-        import detectron2.model_zoo
-
-        root = os.path.join(os.path.dirname(detectron2.model_zoo.__file__), "configs")
-        return os.path.join(root, BASELINE_CONFIGS[name])
-    if name in ODE_CONFIGS:
-        for rel in ODE_CONFIGS[name]:
-            path = os.path.join(_REPO, rel)
-            if os.path.isfile(path):
-                return path
+    if name in DETECTOR_CONFIGS:
+        for rel in DETECTOR_CONFIGS[name]:
+            if os.path.isfile(_resolve(rel)):
+                return _resolve(rel)
         raise FileNotFoundError(
-            f"no config for {name!r}: looked for {ODE_CONFIGS[name]} under {_REPO}; pass "
+            f"no config for {name!r}: looked for {DETECTOR_CONFIGS[name]} under {_REPO}; pass "
             f"--model-config {name}=path/to/config.yaml"
         )
     raise KeyError(f"unknown detector {name!r}: use one of {KNOWN_DETECTORS} or --model-config")

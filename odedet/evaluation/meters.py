@@ -144,6 +144,8 @@ def measure_peak_memory(
     """
     import torch
 
+    if ":" not in target:
+        raise ValueError(f"memory target must look like 'package.module:function', got {target!r}")
     spec = dict(target=target, kwargs=kwargs or {}, device=device,
                 threads=threads or torch.get_num_threads())
     proc = subprocess.run(
@@ -176,9 +178,14 @@ def allocation_probe(megabytes: float = 200.0) -> Callable:
 # -- latency -----------------------------------------------------------------------------------
 @dataclasses.dataclass
 class LatencyStats:
-    """Wall-clock seconds of repeated calls after warm-up; the median is the robust figure."""
+    """Seconds of repeated calls after warm-up; the median is the robust figure.
+
+    ``times`` are wall-clock; ``cpu_times`` are this process's CPU seconds (all threads) over
+    the same calls, which other processes' load barely changes (useful on shared machines).
+    """
 
     times: list
+    cpu_times: list = dataclasses.field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -223,18 +230,19 @@ def compare_latency(
         for name in names:
             fns[name]()
     _synchronize(device)
-    times = {name: [] for name in names}
+    stats = {name: LatencyStats([], []) for name in names}
     for r in range(repeat):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             _synchronize(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fns[name]()
             _synchronize(device)
-            times[name].append(time.perf_counter() - t0)
+            stats[name].times.append(time.perf_counter() - t0)
+            stats[name].cpu_times.append(time.process_time() - c0)
         if progress is not None:
             progress.update(1)
-    return {name: LatencyStats(t) for name, t in times.items()}
+    return stats
 
 
 if __name__ == "__main__":
