@@ -35,6 +35,7 @@ from odedet.evaluation.classification_report import (
 )
 from odedet.modeling.classification import (
     MODEL_PRESETS, available_models, build_classifier_cfg, export_backbone_checkpoint,
+    input_channels,
 )
 
 COMMANDS = ("train", "paper-table", "list")
@@ -91,9 +92,8 @@ def _seed(seed: int):
 def run_one(args, model_name: str | None, out_dir: str) -> dict:
     """Train one classifier, measure it, write its report into ``out_dir``; return the report."""
     _seed(args.seed)
-    channels = 3 if (model_name is None or model_name.startswith("d2-")) else None
     data = load_classification_data(
-        args.dataset, args.data_root, seed=args.seed, channels=channels,
+        args.dataset, args.data_root, seed=args.seed, channels=input_channels(model_name),
         download=args.download, image_size=args.image_size,
     )
     k = len(data.classes)

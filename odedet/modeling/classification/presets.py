@@ -67,9 +67,10 @@ def available_models() -> list:
     return [n for n, (_, o) in MODEL_PRESETS.items() if _backbone_name(o) in BACKBONE_REGISTRY]
 
 
-def input_channels(name: str, native_channels: int) -> int:
-    """Detection backbones take 3 channels (gray is repeated); the others the data's own."""
-    return 3 if name.startswith("d2-") else native_channels
+def input_channels(name: str | None) -> int | None:
+    """Channels a model needs: 3 for detection backbones (``d2-*`` presets, or ``None`` = a
+    detector config file), so gray data is repeated; None = the data's own channels."""
+    return 3 if name is None or name.startswith("d2-") else None
 
 
 def build_classifier_cfg(
