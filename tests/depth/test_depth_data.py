@@ -162,3 +162,19 @@ def test_mapper_flips_image_and_depth_together(tmp_path):
     assert np.array_equal(out["image"].permute(1, 2, 0).numpy(), image[:, ::-1])
     test = DepthDatasetMapper(False, augmentations=[T.Resize((3, 4))], image_format="BGR")(rec)
     assert tuple(test["image"].shape) == (3, 3, 4) and tuple(test["depth"].shape) == (6, 8)
+
+
+def test_mapper_from_config_resizes_then_crops_with_nearest_depth(tmp_path):
+    from odedet import get_odedet_cfg
+
+    depth = np.tile(np.arange(1, 9, dtype=np.float32), (6, 1)) * np.arange(1, 7)[:, None]
+    rgb, d = _write_pair(tmp_path, "e", depth, 1000)
+    rec = dict(file_name=str(tmp_path / rgb), depth_file_name=str(tmp_path / d),
+               depth_scale=1000.0, height=6, width=8)
+    cfg = get_odedet_cfg()
+    cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (12,), 16
+    cfg.INPUT.CROP.ENABLED, cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE = True, "absolute", [10, 14]
+    out = DepthDatasetMapper(cfg, True)(rec)
+    assert tuple(out["image"].shape) == (3, 10, 14) and tuple(out["depth"].shape) == (10, 14)
+    # nearest-neighbour resampling: every depth is one of the originals, never a blend
+    assert set(out["depth"].flatten().tolist()) <= set(depth.flatten().tolist())

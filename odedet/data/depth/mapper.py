@@ -38,8 +38,8 @@ class DepthDatasetMapper:
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         augs = utils.build_augmentation(cfg, is_train)
-        if is_train and cfg.INPUT.CROP.ENABLED:
-            augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+        if is_train and cfg.INPUT.CROP.ENABLED:  # after the resize: crops of the trained scale
+            augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
         return {"is_train": is_train, "augmentations": augs, "image_format": cfg.INPUT.FORMAT}
 
     def __call__(self, dataset_dict: dict) -> dict:
