@@ -2,8 +2,8 @@
 
 The checkpoint (``<out>/last_checkpoint.pth``) holds the model, optimizer, finished epoch,
 per-epoch history, the run's signature and the RNG states (augmentation, shuffling); it is
-written to a temp file and renamed, so an interrupted run leaves the previous epoch's checkpoint intact, and ``resume``
-continues from the epoch after it. Loading uses ``weights_only=True``.
+written to a temp file and renamed, so an interrupted run leaves the previous epoch's checkpoint
+intact, and ``resume`` continues from the epoch after it. Loading uses ``weights_only=True``.
 """
 from __future__ import annotations
 

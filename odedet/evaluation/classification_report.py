@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from odedet.engine.atomic_io import atomic_write_text  # noqa: E402
+
 # Chen et al. (2018), Table 1 (MNIST): test error %, parameters, memory, time.
 PAPER_TABLE1 = {
     "mnist-resnet": {"label": "ResNet", "error": 0.41, "params": "0.60 M", "memory": "O(L)",
@@ -25,13 +27,6 @@ PAPER_TABLE1 = {
     "mnist-odenet": {"label": "ODE-Net", "error": 0.42, "params": "0.22 M", "memory": "O(1)",
                      "time": "O(L~)"},
 }
-
-
-def _atomic_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def report_markdown(r: dict) -> str:
@@ -133,8 +128,8 @@ def write_report(out_dir: str, report: dict) -> dict:
     paths = {k: os.path.join(out_dir, f) for k, f in (
         ("json", "report.json"), ("markdown", "report.md"), ("confusion", "confusion.png"),
         ("training", "training.png"))}
-    _atomic_text(paths["json"], json.dumps(report, indent=2) + "\n")
-    _atomic_text(paths["markdown"], f"# {report['run']['model']} on {report['run']['dataset']}"
+    atomic_write_text(paths["json"], json.dumps(report, indent=2) + "\n")
+    atomic_write_text(paths["markdown"], f"# {report['run']['model']} on {report['run']['dataset']}"
                  f"\n\n{report_markdown(report)}")
     plot_confusion(report["test"]["confusion"], report["class_names"], paths["confusion"],
                    f"{report['run']['model']}: test confusion (row-normalised)")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import nn
+
+from odedet.engine.atomic_io import atomic_torch_save
 
 # Where a backbone key can live in a target model, tried in order.
 _TARGET_PREFIXES = ("backbone.", "backbone.bottom_up.", "roi_heads.")
@@ -55,9 +56,7 @@ def export_backbone_checkpoint(
     target_state = target_model.state_dict() if target_model is not None else None
     mapped = map_backbone_keys(state, target_state)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save({"model": mapped, "__author__": "odedet", "matching_heuristics": False}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"model": mapped, "__author__": "odedet", "matching_heuristics": False}, path)
     uncovered = []
     if target_state is not None:
         uncovered = sorted(
