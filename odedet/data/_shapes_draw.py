@@ -15,6 +15,7 @@ COLORS = ((220, 60, 60), (60, 180, 75), (70, 110, 230))
 _SHIFT = 4  # sub-pixel bits for cv2.fillPoly
 _EMPTY_IMAGE_PROB = 0.05  # images without any object (negatives)
 _MAX_HIDDEN = 0.3  # a later shape may cover at most this fraction of an earlier one
+_MIN_CONTRAST = 150  # L1 distance (RGB, 0..765) of a shape's colour from what lies under it
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -26,13 +27,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
     img = c0 + (c1 - c0) * ramp[..., None]
     cells = int(rng.integers(3, 9))
-    blotches = rng.normal(0, rng.uniform(10, 35), (cells, cells, 3)).astype(np.float32)
+    blotches = rng.normal(0, rng.uniform(5, 20), (cells, cells, 3)).astype(np.float32)
     img += cv2.resize(blotches, (size, size), interpolation=cv2.INTER_CUBIC)
-    for _ in range(int(rng.integers(0, 5))):
+    for _ in range(int(rng.integers(0, 4))):
         p0, p1 = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
-        color = tuple(float(v) for v in np.clip(img.mean((0, 1)) + rng.normal(0, 45, 3), 0, 255))
-        cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), color,
-                 int(rng.integers(1, 3)), cv2.LINE_AA)
+        color = tuple(float(v) for v in np.clip(img.mean((0, 1)) + rng.normal(0, 30, 3), 0, 255))
+        cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), color, 1, cv2.LINE_AA)
     return img
 
 
@@ -97,12 +97,12 @@ def _place(rng, poly: np.ndarray, size: int, boxes: list, max_overlap: float, la
 
 
 def _contrasting_color(rng, background: np.ndarray, box) -> tuple:
-    """A random colour at least 90 (L1 over RGB) from the background's mean under ``box``."""
+    """A random colour at least _MIN_CONTRAST (L1 over RGB) from the mean under ``box``."""
     x0, y0, x1, y1 = (int(v) for v in box)
     local = background[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(-1, 3).mean(0)
     color = rng.uniform(0, 255, 3)
-    for _ in range(20):
-        if np.abs(color - local).sum() >= 90:
+    for _ in range(50):
+        if np.abs(color - local).sum() >= _MIN_CONTRAST:
             break
         color = rng.uniform(0, 255, 3)
     return tuple(float(v) for v in color)
@@ -143,5 +143,5 @@ def draw_image(rng: np.random.Generator, params) -> tuple[np.ndarray, list[dict]
             area=round(float(cv2.contourArea(poly.astype(np.float32))), 2),
             segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]],
         ))
-    img += rng.normal(0, rng.uniform(3, 12), img.shape)
+    img += rng.normal(0, rng.uniform(2, 8), img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), objects

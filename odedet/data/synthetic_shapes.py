@@ -3,7 +3,8 @@
 Each image (``image_size`` px square, PNG) has a textured, noisy background (smooth colour
 gradient, low-frequency blotches, clutter lines, pixel noise) and 0..``max_objects`` shapes of
 the classes circle, rectangle and triangle, with random size, colour, aspect ratio and rotation;
-shapes may overlap (box IoU <= ``max_overlap``). Everything is a function of ``seed``: image
+shapes may overlap (box IoU <= ``max_overlap``; a later shape hides at most 30% of an earlier
+one, so every annotated object stays visible). Everything is a function of ``seed``: image
 ``i`` of split ``s`` is drawn from ``numpy.random.default_rng([seed, s, i])``, so regeneration is
 byte-identical.
 
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 DIRNAME = "odedet_shapes"
 SPLITS = ("train", "val")
 # Bumped whenever the drawing code changes what a given seed produces.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +57,8 @@ class ShapesParams:
     num_val: int = 200
     image_size: int = 128
     max_objects: int = 4
-    min_size: int = 14
-    max_size: int = 60
+    min_size: int = 16
+    max_size: int = 64
     max_overlap: float = 0.2
 
     def __post_init__(self):
