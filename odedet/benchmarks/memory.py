@@ -129,8 +129,9 @@ def run(args) -> dict:
     notes = [
         f"Block input {args.batch}x{args.channels}x{args.size}x{args.size}, GroupNorm conv "
         "dynamics (ConvODEFunc); ODE blocks use Euler with K steps on [0, 1]. Each point is one "
-        "training step (forward, sum loss, backward) in a fresh process; peak = peak RSS (CPU) "
-        "or max_memory_allocated (CUDA) minus the level after building model and input.",
+        "training step (forward, sum loss, backward) in a fresh process after one warm-up step; "
+        "peak = peak RSS (CPU) or max_memory_allocated (CUDA) minus the level before the step "
+        "(model, input and one-time allocations excluded).",
     ]
     tables = [table("ODE block vs residual stack", block_rows,
                     ["variant", "depth", "peak_mb", "step_s", "method"])]

@@ -5,7 +5,8 @@ freed pages in its allocator, so each point is measured in a *fresh subprocess*:
 
 1. the subprocess imports ``target`` ("package.module:function") and calls it with ``kwargs``;
    it builds the model and inputs and returns a zero-argument ``step`` callable;
-2. the resident set size (RSS) after building is the baseline;
+2. ``warmup`` steps run and the memory they freed is returned to the OS (``malloc_trim``); the
+   resident set size (RSS) then is the baseline;
 3. the peak-RSS mark is reset (Linux ``/proc/self/clear_refs``; elsewhere RSS is sampled every
    millisecond by a thread), ``step()`` runs once, and the new peak is read.
 
@@ -120,13 +121,32 @@ def _measure_cuda(step: Callable, device: str) -> dict:
                 step_seconds=seconds)
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by the warm-up step back to the OS (glibc ``malloc_trim``), so the
+    measured step's RSS peak is not hidden by pages the allocator kept."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(spec: dict) -> dict:
-    """Runs inside the fresh subprocess: build, reset the peak, run one step, report."""
+    """Runs inside the fresh subprocess: build, warm up, reset the peak, run one step, report.
+
+    The warm-up steps absorb one-time allocations (thread pools, kernel caches, lazily created
+    buffers) into the baseline; the measured step is then a steady-state training step.
+    """
     import torch
 
     torch.set_num_threads(int(spec["threads"]))
     device = spec.get("device", "cpu")
     step = _load_target(spec["target"])(**spec.get("kwargs", {}))
+    for _ in range(int(spec.get("warmup", 0))):
+        step()
+    _release_freed_memory()
     out = _measure_cuda(step, device) if device.startswith("cuda") else _measure_cpu(step)
     out["peak_mb"] = out["absolute_peak_mb"] - out["baseline_mb"]
     return out
@@ -134,19 +154,19 @@ def _worker(spec: dict) -> dict:
 
 def measure_peak_memory(
     target: str, kwargs: dict | None = None, *, device: str = "cpu", threads: int | None = None,
-    timeout: float = 900.0,
+    warmup: int = 1, timeout: float = 900.0,
 ) -> dict:
     """Peak memory (MB over the post-build baseline) of one ``step()`` in a fresh subprocess.
 
     ``target`` names a function ``build(**kwargs) -> step`` as "package.module:function"; the
-    kwargs must be JSON-serialisable. Returns ``peak_mb``, ``baseline_mb``, ``absolute_peak_mb``,
+    kwargs must be JSON-serialisable. ``warmup`` steps run first (see ``_worker``). Returns ``peak_mb``, ``baseline_mb``, ``absolute_peak_mb``,
     ``method`` and ``step_seconds``. Raises ``RuntimeError`` with the child's stderr on failure.
     """
     import torch
 
     if ":" not in target:
         raise ValueError(f"memory target must look like 'package.module:function', got {target!r}")
-    spec = dict(target=target, kwargs=kwargs or {}, device=device,
+    spec = dict(target=target, kwargs=kwargs or {}, device=device, warmup=warmup,
                 threads=threads or torch.get_num_threads())
     proc = subprocess.run(
         [sys.executable, "-m", "odedet.evaluation.meters", json.dumps(spec)],
