@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
+from detectron2.solver import build_lr_scheduler, build_optimizer
 
 from odedet import get_odedet_cfg
 from odedet.ode import iter_ode_blocks
@@ -48,6 +49,8 @@ def test_config_loads_and_builds(path):
     with torch.device("meta"):
         model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 1e6
+    build_optimizer(cfg, model)  # solver keys (e.g. SOLVER.CLIP_GRADIENTS) are valid too
+    build_lr_scheduler(cfg, build_optimizer(cfg, model))
     n_ode = len(list(iter_ode_blocks(model)))
     is_ode = "ODE" in cfg.MODEL.BACKBONE.NAME.upper()
     if is_ode:
