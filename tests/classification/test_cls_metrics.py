@@ -81,3 +81,22 @@ def test_tolerance_sweep_reports_solver_failures():
     loader = DataLoader(TensorDataset(torch.rand(2, 1, 16, 16) * 255, torch.tensor([0, 1])))
     rows = tolerance_sweep(model, loader, 3, tolerances=(1e-6,))
     assert "step guard" in rows[0]["error"] and "top1" not in rows[0]
+
+
+def test_memory_meter_target_trains_the_saved_model(tmp_path):
+    """The step the fresh-process memory meter runs: same config and weights, real SGD steps."""
+    from odedet.evaluation.classification_bench import classifier_train_step
+
+    model = _tiny_odenet()
+    cfg_path, weights = tmp_path / "c.yaml", tmp_path / "w.pth"
+    cfg = build_classifier_cfg("mnist-odenet", num_classes=3, pixel_mean=[100.0],
+                               pixel_std=[50.0], opts=["MODEL.MNIST_NET.WIDTH", 8])
+    cfg_path.write_text(cfg.dump())
+    torch.save(model.state_dict(), weights)
+    step = classifier_train_step(str(cfg_path), str(weights), [2, 1, 12, 12], steps=1)
+    inner = step.__closure__  # the rebuilt model holds the saved weights before the step
+    built = next(c.cell_contents for c in inner if isinstance(c.cell_contents, torch.nn.Module))
+    w0 = {k: v.clone() for k, v in built.state_dict().items()}
+    assert all(torch.equal(w0[k], v) for k, v in model.state_dict().items())
+    step()
+    assert not torch.equal(built.head.weight, w0["head.weight"])
