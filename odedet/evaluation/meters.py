@@ -6,7 +6,8 @@ freed pages in its allocator, so each point is measured in a *fresh subprocess*:
 1. the subprocess imports ``target`` ("package.module:function") and calls it with ``kwargs``;
    it builds the model and inputs and returns a zero-argument ``step`` callable;
 2. ``warmup`` steps run and the memory they freed is returned to the OS (``malloc_trim``); the
-   resident set size (RSS) then is the baseline;
+   resident set size (RSS) then is the baseline (blocks >= 64 KiB are mmap-served, see
+   ``_child_env``, so RSS follows live memory);
 3. the peak-RSS mark is reset (Linux ``/proc/self/clear_refs``; elsewhere RSS is sampled every
    millisecond by a thread), ``step()`` runs once, and the new peak is read.
 
@@ -152,6 +153,15 @@ def _worker(spec: dict) -> dict:
     return out
 
 
+def _child_env() -> dict:
+    """The subprocess's environment: glibc serves every block >= 64 KiB by mmap, so freed tensor
+    memory leaves the process at once and RSS follows live memory instead of the allocator's
+    heap fragmentation (which otherwise grows with the number of allocations made)."""
+    env = dict(os.environ)
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+    return env
+
+
 def measure_peak_memory(
     target: str, kwargs: dict | None = None, *, device: str = "cpu", threads: int | None = None,
     warmup: int = 1, timeout: float = 900.0,
@@ -170,7 +180,7 @@ def measure_peak_memory(
                 threads=threads or torch.get_num_threads())
     proc = subprocess.run(
         [sys.executable, "-m", "odedet.evaluation.meters", json.dumps(spec)],
-        capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
+        capture_output=True, text=True, timeout=timeout, env=_child_env(),
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_RESULT_TAG):
