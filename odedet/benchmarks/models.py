@@ -72,6 +72,9 @@ def measure_model(name: str, args) -> dict:
     batch = synthetic_detection_batch(args.size, device=args.device)
     row = dict(model=name, input=f"{args.size}x{args.size}", params_m=count_params(model),
                backbone_params_m=count_params(model.backbone))
+    bottom_up = getattr(model.backbone, "bottom_up", None)  # FPN: the ResNet part alone
+    if bottom_up is not None:
+        row["bottom_up_params_m"] = count_params(bottom_up)
     model.eval()
     with torch.no_grad():
         row["backbone_gflops"] = backbone_gflops(model, args.size, args.device)
@@ -103,6 +106,9 @@ def summarize(rows) -> dict:
     if "ODE-FPN" in by and "R-101-FPN" in by:
         out["ODE-FPN backbone params / R-101-FPN backbone params"] = (
             by["ODE-FPN"]["backbone_params_m"] / by["R-101-FPN"]["backbone_params_m"])
+        if "bottom_up_params_m" in by["ODE-FPN"]:
+            out["ODE-FPN bottom-up params / R-101-FPN bottom-up params"] = (
+                by["ODE-FPN"]["bottom_up_params_m"] / by["R-101-FPN"]["bottom_up_params_m"])
     if "ODE-FPN" in by and "R-50-FPN" in by:
         out["ODE-FPN backbone params / R-50-FPN backbone params"] = (
             by["ODE-FPN"]["backbone_params_m"] / by["R-50-FPN"]["backbone_params_m"])
