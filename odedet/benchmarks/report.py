@@ -110,7 +110,8 @@ def classification_section(path: str) -> str:
 # (target, benchmark, summary key prefix, "<=" or ">=", threshold)
 TARGETS = [
     ("adjoint memory flat in depth", "memory", "ode-adjoint peak(K=32)/peak(K=2)", "<=", 1.15),
-    ("(unrolled stack growth, for contrast)", "memory", "resnet peak(K=32)/peak(K=2)", ">=", 5.0),
+    ("unrolled stack grows instead (issue: ~10x)", "memory", "resnet peak(K=32)/peak(K=2)", ">=",
+     5.0),
     ("ODE-FPN / R-101-FPN training peak memory", "memory", "ODE-FPN / R-101-FPN", "<=", 1 / 3),
     ("ODE block direct / unrolled stack time", "overhead", "ode-direct / unrolled (euler, K=8) wall",
      "<=", 1.05),
