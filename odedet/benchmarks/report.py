@@ -167,24 +167,22 @@ def write_report(args, paths: dict) -> str:
     return text
 
 
-def update_readme(report_md: str, out: str, readme: str, figures: str = "docs/results") -> None:
-    """Replace the README's generated block (between the results markers) with the report; the
-    report's PNGs are copied to ``figures`` (relative to the README) so the README can show them.
+def update_readme(report_md: str, out: str, readme: str) -> None:
+    """Replace the README's generated block (between the results markers) with the report.
+
+    Plot links point into the report's output folder (relative to the README): plots are
+    generated files, like the report, and the repository's top level holds no docs folder.
     """
     import re
-    import shutil
 
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     base = os.path.dirname(os.path.abspath(readme))
-    os.makedirs(os.path.join(base, figures), exist_ok=True)
 
-    def copy(match):
-        src = match.group(2)
-        dst = os.path.join(figures, src.replace("/", "_"))
-        shutil.copyfile(os.path.join(out, src), os.path.join(base, dst))
-        return f"![{match.group(1)}]({dst})"
+    def relink(match):
+        rel = os.path.relpath(os.path.join(os.path.abspath(out), match.group(2)), base)
+        return f"![{match.group(1)}]({rel})"
 
-    body = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", copy, report_md)
+    body = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", relink, report_md)
     body = body.replace("# ResNet vs ODE-Net: the comparison report\n", "", 1).replace("## ", "### ")
     text = open(readme).read()
     if start not in text or end not in text:

@@ -1,5 +1,5 @@
 """tools/report.py runs a study, writes REPORT.md with the targets table, and refreshes a README's
-generated block with the plots copied next to it."""
+generated block, linking the plots in the report's output folder."""
 import importlib.util
 import os
 
@@ -20,8 +20,8 @@ def test_report_runs_a_study_and_updates_a_readme_block(tmp_path, monkeypatch):
     assert "not measured (run tools/benchmark.py memory)" in report  # absent studies say so
     text = readme.read_text()
     assert "old" not in text and text.endswith("<!-- results:end -->\nkeep\n")
-    assert "### Solver overhead" in text and "](docs/results/benchmarks_overhead_overhead.png)" in text
-    assert (tmp_path / "docs/results/benchmarks_overhead_overhead.png").read_bytes()[:4] == b"\x89PNG"
+    assert "### Solver overhead" in text and "](report/benchmarks/overhead/overhead.png)" in text
+    assert (out / "benchmarks/overhead/overhead.png").read_bytes()[:4] == b"\x89PNG"
     # a second run reuses the study's JSON instead of recomputing it
     mtime = os.path.getmtime(out / "benchmarks/overhead/overhead.json")
     assert tool.main(["--out", str(out), "--only", "overhead"]) == 0
