@@ -27,6 +27,9 @@ def add_ode_config(cfg):
     # Normalisation inside the dynamics: "GN" (default; works from scratch and at batch size 1),
     # "BN", or "" (none). Statistics of BN are shared across all solver steps.
     _C.MODEL.ODE.NORM = "GN"
+    # Start the dynamics' last norm scale at 0, so every ODE block is the identity at
+    # initialisation (like zero-init residuals). False = the reference ODE-Net's initialisation.
+    _C.MODEL.ODE.ZERO_INIT = False
     # Groups of GroupNorm inside the dynamics (clipped to a divisor of the channel count).
     _C.MODEL.ODE.GN_GROUPS = 32
     # Augmented Neural ODEs (Dupont et al. 2019): extra zero-initialised state channels carried

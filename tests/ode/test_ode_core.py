@@ -222,9 +222,12 @@ def test_augmented_channels_are_dropped_and_state_dict_is_plain():
 
 
 def test_zero_init_dynamics_start_as_identity():
-    block = ODEBlock(ConvODEFunc(8), train_solver=SolverOptions("rk4", step_size=0.5))
+    block = ODEBlock(ConvODEFunc(8, zero_init=True), train_solver=SolverOptions("rk4", step_size=0.5))
     x = torch.randn(1, 8, 4, 4)
     assert torch.allclose(block(x), x)
+    # The default (reference ODE-Net) initialisation integrates non-trivial dynamics.
+    block = ODEBlock(ConvODEFunc(8), train_solver=SolverOptions("rk4", step_size=0.5))
+    assert (block(x) - x).abs().mean() > 0.1
 
 
 @pytest.mark.parametrize("norm", ["GN", "BN", ""])

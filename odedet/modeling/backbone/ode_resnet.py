@@ -39,6 +39,7 @@ class ODEStageBlock(CNNBlockBase):
             (1x1-3x3-1x1 with ``bottleneck_channels``, ResNet-50/101 widths).
         bottleneck_channels: inner width of bottleneck dynamics.
         norm, gn_groups: normalisation inside the dynamics ("GN", "BN" or "").
+        zero_init: start the dynamics at f = 0 (identity block); see MODEL.ODE.ZERO_INIT.
         augment_channels: Augmented-ODE zero channels carried through the solve.
         t_end, train_solver, test_solver: see :class:`odedet.ode.ODEBlock`.
 
@@ -54,6 +55,7 @@ class ODEStageBlock(CNNBlockBase):
         bottleneck_channels: int | None = None,
         norm: str = "GN",
         gn_groups: int = 32,
+        zero_init: bool = False,
         augment_channels: int = 0,
         t_end: float = 1.0,
         train_solver: SolverOptions | None = None,
@@ -62,7 +64,7 @@ class ODEStageBlock(CNNBlockBase):
         super().__init__(channels, channels, 1)
         func = build_dynamics(
             dynamics, channels + augment_channels, bottleneck_channels=bottleneck_channels,
-            norm=norm, gn_groups=gn_groups,
+            norm=norm, gn_groups=gn_groups, zero_init=zero_init,
         )
         self.ode = ODEBlock(
             func, t_end=t_end, train_solver=train_solver, test_solver=test_solver,
@@ -142,7 +144,7 @@ def _ode_kwargs_from_cfg(cfg) -> dict:
             f"MODEL.ODE.DYNAMICS must be 'auto', 'basic' or 'bottleneck', got {dynamics!r}"
         )
     return dict(
-        dynamics=dynamics, norm=ode.NORM, gn_groups=ode.GN_GROUPS,
+        dynamics=dynamics, norm=ode.NORM, gn_groups=ode.GN_GROUPS, zero_init=ode.ZERO_INIT,
         augment_channels=ode.AUGMENT_CHANNELS, t_end=ode.T_END,
         train_solver=solver_options_from_cfg(cfg, "TRAIN"),
         test_solver=solver_options_from_cfg(cfg, "TEST"),

@@ -21,7 +21,8 @@ def build_ode_block_from_cfg(cfg, channels: int) -> ODEBlock:
     norm, time interval, augmentation and train/test solvers from ``MODEL.ODE.*``."""
     ode = cfg.MODEL.ODE
     dynamics = build_dynamics(
-        "basic", channels + ode.AUGMENT_CHANNELS, norm=ode.NORM, gn_groups=ode.GN_GROUPS
+        "basic", channels + ode.AUGMENT_CHANNELS, norm=ode.NORM, gn_groups=ode.GN_GROUPS,
+        zero_init=ode.ZERO_INIT,
     )
     return ODEBlock(
         dynamics, t_end=ode.T_END, train_solver=solver_options_from_cfg(cfg, "TRAIN"),
