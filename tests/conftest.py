@@ -6,7 +6,11 @@ import pytest
 
 # torch deprecates torch.jit.script, which detectron2 v0.6 uses at import time.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
-os.environ.setdefault("ODEDET_TESTING", "1")
+# One intra-op thread per process (set before torch is imported; inherited by the tools the
+# tests start as subprocesses). The tests' models are tiny, so threads buy little, while
+# several processes (gloo ranks, a killed-and-resumed train_net) each spinning 2 OpenMP threads
+# on 2 cores slow each other down by orders of magnitude.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config):
