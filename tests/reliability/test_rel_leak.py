@@ -3,12 +3,12 @@ meter itself detects a leak of 1 MiB per iteration."""
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from odedet.engine.leak_check import TinyODENet, measure_rss, tiny_steps
-from odedet.ode import SolverOptions
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,18 +21,35 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def test_rss_flat_over_ode_training_and_evaluation():
-    train_step, eval_step = tiny_steps(TinyODENet(solver=SolverOptions(adjoint=True)))
-    for step in (train_step, eval_step):
-        r = measure_rss(step, iters=40, warmup=8, every=10)
-        # 40 iterations of a leak as small as one kept activation (128 KiB) add 5 MiB.
-        assert r["growth_mib"] < 4.0, r
+def _measure_in_fresh_process(stmt: str) -> dict:
+    """Run ``stmt`` (which sets ``r = measure_rss(...)``) in a new interpreter. Inside the test
+    process, memory freed by earlier tests sits in malloc's heap and absorbs new allocations
+    without raising RSS, which would hide a leak (seen: 0 MiB growth for a 40 MiB leak)."""
+    code = (
+        "import json, torch\ntorch.set_num_threads(1)\n"
+        "from odedet.engine.leak_check import TinyODENet, measure_rss, tiny_steps\n"
+        "from odedet.ode import SolverOptions\n" + stmt + "\nprint(json.dumps(r))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("phase", [0, 1], ids=["train", "eval"])
+def test_rss_flat_over_ode_training_and_evaluation(phase):
+    r = _measure_in_fresh_process(
+        "steps = tiny_steps(TinyODENet(solver=SolverOptions(adjoint=True)))\n"
+        f"r = measure_rss(steps[{phase}], iters=40, warmup=8, every=10)"
+    )
+    # 40 iterations of a leak as small as one kept activation (128 KiB) add 5 MiB.
+    assert r["growth_mib"] < 4.0, r
 
 
 def test_meter_detects_a_leak():
-    kept = []
-    leak_1mib = lambda: kept.append(torch.ones(256, 1024))  # noqa: E731
-    r = measure_rss(leak_1mib, iters=40, warmup=2, every=10)
+    r = _measure_in_fresh_process(
+        "kept = []\n"
+        "r = measure_rss(lambda: kept.append(torch.ones(256, 1024)), iters=40, warmup=2, every=10)"
+    )
     assert r["growth_mib"] > 15 and r["slope_mib_per_1k_iters"] > 300, r
 
 
