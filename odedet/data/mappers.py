@@ -3,20 +3,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+from odedet.registry import keyed_register
+
 from .robust_mapper import build_checked_mapper
 
 # MODEL.META_ARCHITECTURE -> factory(cfg, is_train) -> mapper callable
 MAPPER_FACTORIES: dict[str, Callable] = {}
 
 
-def register_mapper_factory(meta_architecture: str):
-    def deco(fn):
-        if meta_architecture in MAPPER_FACTORIES:
-            raise KeyError(f"a mapper factory for {meta_architecture!r} is already registered")
-        MAPPER_FACTORIES[meta_architecture] = fn
-        return fn
-
-    return deco
+register_mapper_factory = keyed_register(MAPPER_FACTORIES, "a mapper factory")
 
 
 def build_mapper(cfg, is_train: bool):

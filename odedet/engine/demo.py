@@ -22,6 +22,7 @@ from detectron2.data import transforms as T
 from detectron2.utils.visualizer import Visualizer
 
 from odedet.data.image_io import BadImageError, read_image
+from odedet.registry import keyed_register
 
 from .checkpoint import load_weights
 from .trainer import Trainer
@@ -33,14 +34,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 RENDERERS: dict[str, Callable] = {}
 
 
-def register_renderer(meta_architecture: str):
-    def deco(fn):
-        if meta_architecture in RENDERERS:
-            raise KeyError(f"a renderer for {meta_architecture!r} is already registered")
-        RENDERERS[meta_architecture] = fn
-        return fn
-
-    return deco
+register_renderer = keyed_register(RENDERERS, "a renderer")
 
 
 @register_renderer("GeneralizedRCNN")

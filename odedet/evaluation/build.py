@@ -12,20 +12,14 @@ from typing import Callable
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluators
 
+from odedet.registry import keyed_register
+
 # evaluator_type -> factory(cfg, dataset_name, output_dir) -> list of DatasetEvaluator
 EVALUATOR_FACTORIES: dict[str, Callable] = {}
 
 
-def register_evaluator_factory(evaluator_type: str):
-    """Decorator: ``@register_evaluator_factory("coco") def f(cfg, name, out): return [...]``."""
-
-    def deco(fn):
-        if evaluator_type in EVALUATOR_FACTORIES:
-            raise KeyError(f"an evaluator factory for {evaluator_type!r} is already registered")
-        EVALUATOR_FACTORIES[evaluator_type] = fn
-        return fn
-
-    return deco
+# Decorator: ``@register_evaluator_factory("coco") def f(cfg, name, out): return [...]``.
+register_evaluator_factory = keyed_register(EVALUATOR_FACTORIES, "an evaluator factory")
 
 
 def build_evaluators(cfg, dataset_name: str, output_dir: str | None = None) -> DatasetEvaluators:
