@@ -25,6 +25,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import HookBase
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
@@ -113,6 +114,9 @@ def train_and_evaluate(cfg) -> dict:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
         f.write(cfg.dump())
+    # As detectron2's default_setup does: a fixed SEED makes the data order and augmentation
+    # reproducible (model initialisation already is); SEED < 0 draws one.
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     timer = _TrainTimer()
