@@ -23,6 +23,19 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", spec)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch at one intra-op thread for the test, restored after (even if OMP_NUM_THREADS was
+    set otherwise): on 2 shared cores a spinning thread pool makes tiny iterations 10-100x
+    slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

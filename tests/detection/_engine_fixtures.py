@@ -2,6 +2,7 @@
 engine tests. Everything is written in the real formats the loaders read."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -120,6 +121,15 @@ def write_cfg(path, cfg):
     with open(path, "w") as f:
         f.write(cfg.dump())
     return str(path)
+
+
+def load_tool(name):
+    """Import tools/<name>.py as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"odedet_tool_{name}",
+                                                  os.path.join(REPO, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(script, *args, env=None, timeout=300):

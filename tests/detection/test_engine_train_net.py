@@ -1,6 +1,5 @@
 """tools/train_net.py end to end on a tiny COCO-json fixture: train, checkpoint, --resume,
 --eval-only with a test-time solver override, a 2-process CPU (gloo) run, and the demo."""
-import importlib.util
 import json
 import os
 
@@ -11,17 +10,9 @@ import torch
 
 from odedet.data.datasets import DatasetError
 
-from _engine_fixtures import REPO, run_tool, tiny_cfg, write_cfg, write_coco
+from _engine_fixtures import REPO, load_tool, run_tool, tiny_cfg, write_cfg, write_coco
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"odedet_tool_{name}",
-                                                  os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _metrics(out_dir):
@@ -39,7 +30,7 @@ def setup(tmp_path_factory):
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("engine_tiny",), ()
     cfg_file = write_cfg(root / "tiny.yaml", cfg)
     reg = ["--register-coco", "engine_tiny", json_file, image_root]
-    _tool("train_net").cli(["--config-file", cfg_file, *reg, "SOLVER.MAX_ITER", "3"])
+    load_tool("train_net").cli(["--config-file", cfg_file, *reg, "SOLVER.MAX_ITER", "3"])
     return {"root": root, "out": str(out), "cfg": cfg_file, "reg": reg}
 
 
@@ -59,7 +50,7 @@ def test_train_writes_checkpoints_and_ode_metrics(setup):
 
 
 def test_resume_continues_and_evaluates_eval_only_with_solver_override(setup):
-    train_net, out = _tool("train_net"), setup["out"]
+    train_net, out = load_tool("train_net"), setup["out"]
     train_net.cli(["--config-file", setup["cfg"], *setup["reg"], "--resume",
                    "SOLVER.MAX_ITER", "4", "DATASETS.TEST", "('engine_tiny',)"])
     ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)
@@ -82,13 +73,13 @@ def test_resume_continues_and_evaluates_eval_only_with_solver_override(setup):
 
 def test_invalid_dataset_stops_before_training(setup, tmp_path):
     with pytest.raises(DatasetError, match="instances_train2017.json not found"):
-        _tool("train_net").cli(["--config-file", setup["cfg"], "OUTPUT_DIR", str(tmp_path),
+        load_tool("train_net").cli(["--config-file", setup["cfg"], "OUTPUT_DIR", str(tmp_path),
                                 "DATASETS.TRAIN", "('coco_2017_train',)"])
     assert not os.path.exists(tmp_path / "last_checkpoint")
 
 
 def test_demo_writes_annotated_image_and_video(setup, tmp_path):
-    demo, out = _tool("demo"), setup["out"]
+    demo, out = load_tool("demo"), setup["out"]
     opts = ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth")]
     src = os.path.join(str(setup["root"]), "data", "images", "0000.jpg")
     dst = str(tmp_path / "vis.jpg")

@@ -1,5 +1,4 @@
 """tools/visualize_data.py and tools/visualize_json_results.py on a COCO-json fixture."""
-import importlib.util
 import json
 import os
 import uuid
@@ -7,15 +6,7 @@ import uuid
 import cv2
 import pytest
 
-from _engine_fixtures import REPO, write_coco
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"odedet_tool_{name}",
-                                                  os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _engine_fixtures import REPO, load_tool, write_coco
 
 
 @pytest.fixture
@@ -28,7 +19,7 @@ def coco(tmp_path):
 def test_visualize_data_draws_ground_truth(coco, tmp_path):
     name, image_root, _, reg = coco
     out = tmp_path / "gt"
-    written = _tool("visualize_data").main(["--dataset", name, *reg,
+    written = load_tool("visualize_data").main(["--dataset", name, *reg,
                                             "--output-dir", str(out)])
     assert sorted(os.path.basename(p) for p in written) == ["0000.jpg", "0001.jpg", "0002.jpg"]
     drawn, raw = cv2.imread(str(out / "0000.jpg")), cv2.imread(os.path.join(image_root, "0000.jpg"))
@@ -44,7 +35,7 @@ def test_visualize_json_results_puts_predictions_beside_ground_truth(coco, tmp_p
     results = tmp_path / "coco_instances_results.json"
     results.write_text(json.dumps(preds))
     out = tmp_path / "pred"
-    n = _tool("visualize_json_results").main(["--input", str(results), "--dataset", name,
+    n = load_tool("visualize_json_results").main(["--input", str(results), "--dataset", name,
                                               *reg, "--output", str(out)])
     assert n == 3
     pair = cv2.imread(str(out / "0000.jpg"))
@@ -53,5 +44,5 @@ def test_visualize_json_results_puts_predictions_beside_ground_truth(coco, tmp_p
     raw = cv2.imread(os.path.join(image_root, "0000.jpg")).astype(int)
     assert abs(left - raw).mean() > 1 and abs(right - raw).mean() > 1
     with pytest.raises(SystemExit, match="not found"):
-        _tool("visualize_json_results").main(["--input", str(tmp_path / "none.json"),
+        load_tool("visualize_json_results").main(["--input", str(tmp_path / "none.json"),
                                               "--dataset", name, "--output", str(out)])

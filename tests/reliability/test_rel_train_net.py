@@ -33,14 +33,7 @@ def train_net():
     return _tool("train_net")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared by many processes: torch's spinning thread pool makes iterations 10-100x
-    # slower under contention. One thread keeps these runs at a fraction of a second.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _setup(tmp_path, **overrides):
