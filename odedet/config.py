@@ -58,11 +58,24 @@ def add_ode_config(cfg):
     _C.MODEL.ODE.MAX_NUM_STEPS = 1000
 
 
+def add_optimizer_config(cfg):
+    """SOLVER.OPTIMIZER / SOLVER.BETAS: the optimizer of odedet's Trainer."""
+    _C = cfg
+    # Optimizer of DefaultTrainer-based training: "SGD" (detectron2's, with SOLVER.MOMENTUM and
+    # NESTEROV) or "AdamW" (torch.optim.AdamW with SOLVER.BETAS; SOLVER.WEIGHT_DECAY is its
+    # decoupled decay). Both take detectron2's per-parameter groups (WEIGHT_DECAY_NORM,
+    # BIAS_LR_FACTOR, ...), gradient clipping and LR schedule.
+    _C.SOLVER.OPTIMIZER = "SGD"
+    # AdamW's (beta1, beta2).
+    _C.SOLVER.BETAS = (0.9, 0.999)
+
+
 # Each application adds its keys here; their modules own them. Entries are "module:function"
 # strings imported when a config is built, so that config.py imports nothing from the rest of
 # odedet at import time (those modules import odedet.config themselves: no import cycles).
 _EXTENSIONS = [
     "odedet.config:add_ode_config",
+    "odedet.config:add_optimizer_config",
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",

@@ -176,7 +176,7 @@ def print_table(rows, keys, title):
                          for k in keys))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="output/quickstart_depth")
     parser.add_argument("--budget-min", type=float, default=10.0,
@@ -185,7 +185,7 @@ def main():
                         help=f"comma-separated encoders to train, among {', '.join(CONFIGS)}")
     parser.add_argument("--no-sweep", action="store_true", help="skip the test-solver sweep")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     setup_logger(name="odedet")
     setup_logger(name="detectron2", abbrev_name="d2")
     os.makedirs(args.output_dir, exist_ok=True)
@@ -221,6 +221,7 @@ def main():
         json.dump(results, f, indent=1)
     print(f"Results: {os.path.join(args.output_dir, 'quickstart_depth.json')}; examples: "
           f"{', '.join(results['examples'])}")
+    return results
 
 
 if __name__ == "__main__":

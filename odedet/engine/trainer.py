@@ -15,6 +15,7 @@ from .checkpoint import OdedetCheckpointer
 from .guards import IterationContext
 from .hooks import ODEStatsHook
 from .launch import device_aware_ddp
+from .optim import build_optimizer
 
 
 class Trainer(IterationContext, DefaultTrainer):
@@ -31,6 +32,10 @@ class Trainer(IterationContext, DefaultTrainer):
     def build_model(cls, cfg):
         check_config(cfg)  # impossible values fail here, naming the key, before any training
         return super().build_model(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)  # SOLVER.OPTIMIZER: SGD or AdamW
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

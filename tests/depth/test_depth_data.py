@@ -178,3 +178,21 @@ def test_mapper_from_config_resizes_then_crops_with_nearest_depth(tmp_path):
     assert tuple(out["image"].shape) == (3, 10, 14) and tuple(out["depth"].shape) == (10, 14)
     # nearest-neighbour resampling: every depth is one of the originals, never a blend
     assert set(out["depth"].flatten().tolist()) <= set(depth.flatten().tolist())
+
+
+def test_synthetic_scenes_do_not_depend_on_the_number_of_render_processes(tmp_path):
+    from odedet.data.depth.synthetic import generate_scenes
+
+    cam = Camera(width=16, height=12, fx=14.0, fy=14.0, cx=8.0, cy=6.0)
+    counts = {"train": 64, "val": 1}
+    one = generate_scenes(str(tmp_path / "one"), counts, seed=3, camera=cam, workers=1)
+    two = generate_scenes(str(tmp_path / "two"), counts, seed=3, camera=cam, workers=2)
+    for split in ("train", "val"):
+        a = load_depth_list(os.path.join(one, f"{split}.txt"))
+        b = load_depth_list(os.path.join(two, f"{split}.txt"))
+        assert len(a) == counts[split] == len(b)
+        for x, y in zip(a, b):
+            for u, v in zip(read_depth_sample(x), read_depth_sample(y)):
+                np.testing.assert_array_equal(u, v)
+    depths = [read_depth_sample(x)[1] for x in load_depth_list(os.path.join(one, "train.txt"))]
+    assert not np.array_equal(depths[0], depths[1])  # scenes differ from each other

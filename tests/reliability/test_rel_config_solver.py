@@ -131,3 +131,34 @@ def test_nan_loss_names_iteration_and_settings():
     expected = r"(?s)at training iteration 2:.*SOLVER.BASE_LR"
     with pytest.raises(TrainingDivergedError, match=expected):
         _train(Diverging(), torch.randn(1, 4, 6, 6), iters=5)
+
+
+def test_optimizer_key_builds_sgd_or_adamw_with_detectron2_groups_and_clipping():
+    from odedet.engine.optim import build_optimizer
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
+    cfg = odedet.get_odedet_cfg()
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0
+    assert type(build_optimizer(cfg, model)).__mro__[1] is torch.optim.SGD  # detectron2's default
+    cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BETAS, cfg.SOLVER.BASE_LR = "adamw", (0.8, 0.9), 0.003
+    opt = build_optimizer(cfg, model)
+    assert isinstance(opt, torch.optim.AdamW) and type(opt) is not torch.optim.AdamW  # clipped
+    assert all(g["betas"] == (0.8, 0.9) and g["lr"] == 0.003 for g in opt.param_groups)
+    norm_decay = {g["weight_decay"] for g in opt.param_groups
+                  if any(p is model[1].weight for p in g["params"])}
+    assert norm_decay == {0.0}  # detectron2's WEIGHT_DECAY_NORM group is kept
+    loss = model(torch.randn(2, 3, 8, 8)).pow(2).sum()
+    loss.backward()
+    before = model[0].weight.detach().clone()
+    opt.step()
+    assert not torch.equal(before, model[0].weight)
+
+    cfg.SOLVER.OPTIMIZER = "Adagrad"
+    with pytest.raises(ConfigError, match="SOLVER.OPTIMIZER must be one of"):
+        check_config(cfg)
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER must be one of"):
+        build_optimizer(cfg, model)
+    cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BETAS = "AdamW", (0.9, 1.5)
+    with pytest.raises(ValueError, match=r"SOLVER.BETAS must be two numbers in \[0, 1\)"):
+        build_optimizer(cfg, model)

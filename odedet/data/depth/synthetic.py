@@ -10,9 +10,11 @@ Layout under ``root`` (default ``$DETECTRON2_DATASETS/odedet_depth_scenes``)::
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -25,10 +27,11 @@ from .scenes import Camera, render_scene, sample_scene
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: every scene has its own seed (parallel rendering)
 DEPTH_SCALE = 1000.0  # uint16 millimetres
-DEFAULT_COUNTS = {"train": 800, "val": 100}
+DEFAULT_COUNTS = {"train": 4000, "val": 200}
 SCENES_MAX_DEPTH = 10.0  # every rendered depth is below this (room at most 8.5 m deep)
+_MIN_PARALLEL = 64
 
 
 def _settings(counts, seed, camera):
@@ -36,9 +39,12 @@ def _settings(counts, seed, camera):
             "camera": dataclasses.asdict(camera), "depth_scale": DEPTH_SCALE}
 
 
-def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None = None) -> str:
-    """Render and write the dataset to ``root`` (replacing it). Split k is rendered from
-    ``seed`` and the split's name, so train and val never share a scene. Returns ``root``."""
+def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None = None,
+                    workers: int | None = None) -> str:
+    """Render and write the dataset to ``root`` (replacing it). Scene i of a split is rendered
+    from (``seed``, the split's name, i), so train and val never share a scene and the result
+    does not depend on ``workers`` (processes; default: one per CPU core). Returns ``root``."""
+    workers = workers or os.cpu_count() or 1
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     camera = camera or Camera()
     parent = os.path.dirname(os.path.abspath(root))
@@ -46,7 +52,7 @@ def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None
     tmp = tempfile.mkdtemp(prefix=".scenes-", dir=parent)  # atomic: build aside, then rename
     try:
         for split, n in counts.items():
-            _write_split(tmp, split, n, np.random.default_rng([seed, _split_key(split)]), camera)
+            _write_split(tmp, split, n, seed, camera, workers)
         info = _settings(counts, seed, camera)
         info["intrinsics"] = camera.matrix()
         with open(os.path.join(tmp, "info.json"), "w") as f:
@@ -64,17 +70,29 @@ def _split_key(split: str) -> int:
     return int.from_bytes(split.encode()[:8].ljust(8, b"\0"), "little")
 
 
-def _write_split(root, split, n, rng, camera):
+def _render_one(root, split, i, seed, camera):
+    """Render scene ``i`` of ``split`` from its own seed (reproducible alone, in any process)."""
+    rng = np.random.default_rng([seed, _split_key(split), i])
+    rgb, depth = render_scene(sample_scene(rng), camera, rng)
+    rgb_rel, depth_rel = f"{split}/rgb/{i:05d}.png", f"{split}/depth/{i:05d}.png"
+    if not cv2.imwrite(os.path.join(root, rgb_rel), rgb[:, :, ::-1]):
+        raise OSError(f"could not write {os.path.join(root, rgb_rel)}")
+    write_depth_png(os.path.join(root, depth_rel), depth, DEPTH_SCALE)
+    return f"{rgb_rel} {depth_rel} {DEPTH_SCALE:g}\n"
+
+
+def _write_split(root, split, n, seed, camera, workers):
     for sub in ("rgb", "depth"):
         os.makedirs(os.path.join(root, split, sub), exist_ok=True)
-    lines = []
-    for i in range(n):
-        rgb, depth = render_scene(sample_scene(rng), camera, rng)
-        rgb_rel, depth_rel = f"{split}/rgb/{i:05d}.png", f"{split}/depth/{i:05d}.png"
-        if not cv2.imwrite(os.path.join(root, rgb_rel), rgb[:, :, ::-1]):
-            raise OSError(f"could not write {os.path.join(root, rgb_rel)}")
-        write_depth_png(os.path.join(root, depth_rel), depth, DEPTH_SCALE)
-        lines.append(f"{rgb_rel} {depth_rel} {DEPTH_SCALE:g}\n")
+    args = [(root, split, i, seed, camera) for i in range(n)]
+    if workers > 1 and n >= _MIN_PARALLEL:  # small splits: not worth starting processes
+        # spawn: no fork of a process that may hold torch / loader threads
+        with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            lines = list(pool.map(_render_one, *zip(*args), chunksize=max(1, n // (8 * workers))))
+    else:
+        lines = [_render_one(*a) for a in args]
     with open(os.path.join(root, f"{split}.txt"), "w") as f:
         f.writelines(lines)
 
