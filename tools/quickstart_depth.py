@@ -13,6 +13,7 @@ first (the budget only bites on a busy machine). Results: OUTPUT/quickstart_dept
 figures OUTPUT/examples_*.png, checkpoints OUTPUT/<model>/model_final.pth.
 """
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase, hooks
 from detectron2.evaluation import inference_on_dataset
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 import odedet
@@ -36,8 +38,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"ode_resnet18": "configs/Depth/ode_resnet18_scenes.yaml",
            "vgg16": "configs/Depth/vgg16_scenes.yaml",
            "resnet18": "configs/Depth/resnet18_scenes.yaml"}
-# Test-time solvers tried on the trained ODE model: (label, SolverOptions changes).
-SWEEP = [("rk4 step 1 (train)", dict(method="rk4", step_size=1.0)),
+# Test-time solvers tried on the trained ODE model after the config's own (label, SolverOptions
+# changes).
+SWEEP = [("rk4 step 1", dict(method="rk4", step_size=1.0)),
          ("rk4 step 0.5", dict(method="rk4", step_size=0.5)),
          ("euler step 1", dict(method="euler", step_size=1.0)),
          ("euler step 0.5", dict(method="euler", step_size=0.5)),
@@ -76,10 +79,15 @@ def build_cfg(name, output_dir, opts):
     cfg.OUTPUT_DIR = os.path.join(output_dir, name)
     cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+        f.write(cfg.dump())
     return cfg
 
 
 def train(cfg, budget_s):
+    # As detectron2's default_setup does: SEED fixes initialisation, data order and augmentation
+    # (every model of a comparison starts from the same seed); SEED < 0 draws one.
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     trainer = _QuickTrainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.register_hooks([_TimeBudget(budget_s)])
@@ -130,12 +138,20 @@ def mean_train_depth(cfg):
 
 
 def solver_sweep(cfg, model):
+    """Metrics, seconds and NFE of the config's test solver, then of each SWEEP entry; the model
+    is left with the config's test solver."""
+    from odedet.ode import solver_options_from_cfg
+
+    configured = solver_options_from_cfg(cfg, "TEST")
+    ode = cfg.MODEL.ODE
+    own = (f"{ode.METHOD_TEST} step {ode.STEP_SIZE_TEST:g}" if ode.STEP_SIZE_TEST > 0
+           else f"{ode.METHOD_TEST} tol {ode.RTOL_TEST:g}")
     rows = []
-    for label, changes in SWEEP:
+    for label, changes in [(f"{own} (config)", {}), *SWEEP]:
         set_solver(model, "test", **changes)
         metrics, seconds, nfe = evaluate(cfg, model)
         rows.append(dict(solver=label, nfe_per_image=nfe, seconds=seconds, **metrics))
-    set_solver(model, "test", **SWEEP[0][1])
+        set_solver(model, "test", **dataclasses.asdict(configured))
     return rows
 
 

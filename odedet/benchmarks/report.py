@@ -31,7 +31,7 @@ def study_commands(args) -> dict:
                        *args.detection_args]),
         "depth": (os.path.join(dep, "quickstart_depth.json"),
                   [py, "tools/quickstart_depth.py", "--output-dir", dep, "--models",
-                   "ode_resnet18,resnet18", *(["--budget-min", "1", "SOLVER.MAX_ITER", "20"]
+                   "ode_resnet18,vgg16,resnet18", *(["--budget-min", "1", "SOLVER.MAX_ITER", "20"]
                                               if args.quick else []), *args.depth_args]),
         "classification": (os.path.join(cls, "paper_table1.json"),
                            [py, "tools/train_cifar.py", "paper-table", "--output-dir", cls,

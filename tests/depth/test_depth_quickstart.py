@@ -37,7 +37,7 @@ def test_quickstart_depth_tool_trains_evaluates_and_reports(tmp_path, tiny_scene
         "quickstart_depth_tool", os.path.join(ROOT, "tools", "quickstart_depth.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    tool.SWEEP = tool.SWEEP[:3]  # train solver, rk4 step 0.5, euler step 1
+    tool.SWEEP = [s for s in tool.SWEEP if s[0] in ("rk4 step 0.5", "euler step 1")]
     train, val = tiny_scenes
     out = tmp_path / "out"
     results = tool.main([
@@ -52,7 +52,8 @@ def test_quickstart_depth_tool_trains_evaluates_and_reports(tmp_path, tiny_scene
         assert r["iters"] == 3 and r["params"] > 0 and r["train_seconds"] > 0
         assert 0 < r["AbsRel"] < 10 and 0 <= r["delta1"] <= 1
         assert os.path.isfile(out / name / "model_final.pth")
-    assert rows["ode_resnet18"]["nfe_per_image"] == 16  # 4 ODE blocks x rk4 (4 f-evals), 1 step
+        assert "SEED: 7" in (out / name / "config.yaml").read_text()  # the recipe, as run
+    assert rows["ode_resnet18"]["nfe_per_image"] == 8  # 4 ODE blocks x midpoint (2 f-evals), 1 step
     assert rows["vgg16"]["nfe_per_image"] == 0
 
     # The trivial predictor is the training set's mean valid depth, scored like the models.
@@ -62,6 +63,8 @@ def test_quickstart_depth_tool_trains_evaluates_and_reports(tmp_path, tiny_scene
     assert trivial["model"] == f"mean {mean:.2f} m" and trivial["params"] == 0
 
     sweep = {r["solver"]: r for r in results["solver_sweep"]}
+    assert list(sweep) == ["midpoint step 1 (config)", "rk4 step 0.5", "euler step 1"]
+    assert sweep["midpoint step 1 (config)"]["AbsRel"] == rows["ode_resnet18"]["AbsRel"]
     assert sweep["rk4 step 0.5"]["nfe_per_image"] == 32
     assert sweep["euler step 1"]["nfe_per_image"] == 4
     saved = json.loads((out / "quickstart_depth.json").read_text())

@@ -44,7 +44,7 @@ def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None
     """Render and write the dataset to ``root`` (replacing it). Scene i of a split is rendered
     from (``seed``, the split's name, i), so train and val never share a scene and the result
     does not depend on ``workers`` (processes; default: one per CPU core). Returns ``root``."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers or _usable_cpus()
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
     camera = camera or Camera()
     parent = os.path.dirname(os.path.abspath(root))
@@ -64,6 +64,13 @@ def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
     return root
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _split_key(split: str) -> int:
