@@ -77,7 +77,7 @@ def detection_section(path: str) -> str:
 
 def depth_section(path: str) -> str:
     doc = json.load(open(path))
-    keys = ["model", "params", "AbsRel", "RMSE", "delta1", "delta2", "nfe_per_image",
+    keys = ["model", "params", "AbsRel", "RMSE", "delta1", "delta2", "nfe_per_image", "iters",
             "train_seconds"]
     out = ("## Monocular depth on the embedded synthetic scenes\n\n"
            + markdown_table(doc["models"], keys))
