@@ -155,12 +155,12 @@ def check_config(cfg: CfgNode) -> None:
     _positive(cfg, "SOLVER.BASE_LR", allow_zero=True)
     _positive(cfg, "DATALOADER.NUM_WORKERS", allow_zero=True)
     if "OPTIMIZER" in cfg.SOLVER:
-        from odedet.engine.optim import OPTIMIZERS
+        from odedet.engine.optim import optimizer_from_cfg
 
-        if cfg.SOLVER.OPTIMIZER.lower() not in [o.lower() for o in OPTIMIZERS]:
-            raise ConfigError(
-                f"SOLVER.OPTIMIZER must be one of {list(OPTIMIZERS)}, got {cfg.SOLVER.OPTIMIZER!r}"
-            )
+        try:
+            optimizer_from_cfg(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     if "BAD_SAMPLES" in cfg.DATALOADER and cfg.DATALOADER.BAD_SAMPLES not in ("skip", "error"):
         raise ConfigError(
             f"DATALOADER.BAD_SAMPLES must be 'skip' or 'error', got {cfg.DATALOADER.BAD_SAMPLES!r}"

@@ -162,3 +162,5 @@ def test_optimizer_key_builds_sgd_or_adamw_with_detectron2_groups_and_clipping()
     cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BETAS = "AdamW", (0.9, 1.5)
     with pytest.raises(ValueError, match=r"SOLVER.BETAS must be two numbers in \[0, 1\)"):
         build_optimizer(cfg, model)
+    with pytest.raises(ConfigError, match=r"SOLVER.BETAS must be two numbers in \[0, 1\)"):
+        check_config(cfg)  # caught before any training, too
