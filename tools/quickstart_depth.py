@@ -32,7 +32,7 @@ from odedet.data.depth import read_depth_sample
 from odedet.engine import Trainer
 from odedet.evaluation.depth import DepthEvaluator
 from odedet.modeling.depth.visualize import save_depth_figure
-from odedet.ode import nfe_counts, reset_nfe, set_solver
+from odedet.ode import nfe_counts, reset_nfe, set_solver, solver_options_from_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"ode_resnet18": "configs/Depth/ode_resnet18_scenes.yaml",
@@ -140,8 +140,6 @@ def mean_train_depth(cfg):
 def solver_sweep(cfg, model):
     """Metrics, seconds and NFE of the config's test solver, then of each SWEEP entry; the model
     is left with the config's test solver."""
-    from odedet.ode import solver_options_from_cfg
-
     configured = solver_options_from_cfg(cfg, "TEST")
     ode = cfg.MODEL.ODE
     own = (f"{ode.METHOD_TEST} step {ode.STEP_SIZE_TEST:g}" if ode.STEP_SIZE_TEST > 0

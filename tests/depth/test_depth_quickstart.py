@@ -32,7 +32,8 @@ def tiny_scenes(tmp_path):
         DatasetCatalog.remove(name)
 
 
-def test_quickstart_depth_tool_trains_evaluates_and_reports(tmp_path, tiny_scenes, one_torch_thread):
+def test_quickstart_depth_tool_trains_evaluates_and_reports(tmp_path, tiny_scenes,
+                                                            one_torch_thread):
     spec = importlib.util.spec_from_file_location(
         "quickstart_depth_tool", os.path.join(ROOT, "tools", "quickstart_depth.py"))
     tool = importlib.util.module_from_spec(spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import logging
 import multiprocessing
@@ -91,15 +92,15 @@ def _render_one(root, split, i, seed, camera):
 def _write_split(root, split, n, seed, camera, workers):
     for sub in ("rgb", "depth"):
         os.makedirs(os.path.join(root, split, sub), exist_ok=True)
-    args = [(root, split, i, seed, camera) for i in range(n)]
+    render = functools.partial(_render_one, root, split, seed=seed, camera=camera)
     if workers > 1 and n >= _MIN_PARALLEL:  # small splits: not worth starting processes
         # spawn: no fork of a process that may hold torch / loader threads
         with concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn")
         ) as pool:
-            lines = list(pool.map(_render_one, *zip(*args), chunksize=max(1, n // (8 * workers))))
+            lines = list(pool.map(render, range(n), chunksize=max(1, n // (8 * workers))))
     else:
-        lines = [_render_one(*a) for a in args]
+        lines = [render(i) for i in range(n)]
     with open(os.path.join(root, f"{split}.txt"), "w") as f:
         f.writelines(lines)
 
