@@ -94,7 +94,13 @@ def add_odedet_config(cfg):
 
 
 def get_odedet_cfg():
-    """A detectron2 default config with odedet's keys: the starting point of every odedet tool."""
-    cfg = get_cfg()
+    """A detectron2 default config with odedet's keys: the starting point of every odedet tool.
+
+    It is a :class:`odedet.config_check.SafeCfgNode`: merging a file into it never runs code
+    (``.py`` configs and YAML python tags are refused), and its ``merge_from_file`` /
+    ``merge_from_list`` raise ``ConfigError`` with close valid keys for typos."""
+    from odedet.config_check import make_safe
+
+    cfg = make_safe(get_cfg())
     add_odedet_config(cfg)
     return cfg
