@@ -11,6 +11,7 @@ long local soak). The number of cases run per loader is printed at the end of th
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -46,13 +47,13 @@ def _examples(name):
 
 
 _WORK = tempfile.mkdtemp(prefix="odedet-hypothesis-")
-_SEQ = iter(range(10**9))
 
 
 def _fresh(name: str) -> str:
-    """A new path per example (NYU handles are cached per path)."""
-    d = os.path.join(_WORK, f"{next(_SEQ):07d}")
-    os.makedirs(d)
+    """The path of ``name`` in a scratch folder of its own, reused by every example of a test
+    (overwritten each time: creating thousands of folders costs more than the tests)."""
+    d = os.path.join(_WORK, os.path.splitext(name)[0])
+    os.makedirs(d, exist_ok=True)
     return os.path.join(d, name)
 
 
@@ -191,7 +192,7 @@ def mutated_xml(draw):
             if op == "remove":
                 parent.remove(e)
             else:
-                parent.append(ET.fromstring(ET.tostring(e)))
+                parent.append(copy.deepcopy(e))
     return ET.tostring(root)
 
 
@@ -202,6 +203,9 @@ def _voc_dir():
     open(os.path.join(voc, "ImageSets/Main/test.txt"), "w").write("000001\n")
     cv2.imwrite(os.path.join(voc, "JPEGImages/000001.jpg"), np.zeros((24, 32, 3), np.uint8))
     return voc
+
+
+_VOC_DIR = _voc_dir()
 
 
 def _load_voc(voc):
@@ -215,7 +219,7 @@ def _load_voc(voc):
 @_examples("voc_xml")
 @given(st.one_of(mutated_xml(), corrupted(_VOC_XML)))
 def test_voc_xml_corruptions(data):
-    voc = _voc_dir()
+    voc = _VOC_DIR
     path = os.path.join(voc, "Annotations", "000001.xml")
     open(path, "wb").write(data)
     _check("voc_xml", lambda: _load_voc(voc), path, DatasetError)
@@ -268,7 +272,7 @@ def mutated_list(draw):
 def test_depth_list_corruptions(data):
     from odedet.data.depth.loaders import load_depth_list
 
-    path = os.path.join(_LIST_DIR, f"list_{next(_SEQ)}.txt")
+    path = os.path.join(_LIST_DIR, "list.txt")
     open(path, "wb").write(data)
     _check("depth_list", lambda: load_depth_list(path), path, DepthDataError)
 
@@ -303,6 +307,11 @@ def test_nyu_mat_corruptions(mat_data, splits_data):
     from odedet.data.depth.formats import read_nyu
     from odedet.data.depth.loaders import load_nyu_labeled
 
+    from odedet.data.depth import formats
+
+    for handle in formats._NYU_HANDLES.values():  # the handle is cached per path: drop it
+        handle.close()
+    formats._NYU_HANDLES.clear()
     mat, splits = _fresh("nyu_depth_v2_labeled.mat"), _fresh("splits.mat")
     open(mat, "wb").write(mat_data)
     open(splits, "wb").write(splits_data)
@@ -336,16 +345,22 @@ _CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 def test_cifar_corruptions(victim, data):
     from odedet.data.classification import load_cifar
 
-    root = os.path.dirname(_fresh("x"))
+    root = os.path.dirname(_fresh("cifar"))
     d = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(d)
-    for name in _CIFAR_FILES + ["batches.meta"]:
-        base = _CIFAR_META if name == "batches.meta" else _CIFAR_BATCH
-        content = data.draw(corrupted(base)) if name == victim else base
-        open(os.path.join(d, name), "wb").write(content)
+    os.makedirs(d, exist_ok=True)
+    for name in _CIFAR_FILES + ["batches.meta"]:  # the intact files (written once)
+        if not os.path.exists(os.path.join(d, name)):
+            open(os.path.join(d, name), "wb").write(
+                _CIFAR_META if name == "batches.meta" else _CIFAR_BATCH)
     path = os.path.join(d, victim)
+    base = _CIFAR_META if victim == "batches.meta" else _CIFAR_BATCH
+    content = data.draw(corrupted(base))  # before opening: a draw may stop the example
+    open(path, "wb").write(content)
     train = victim != "test_batch"
-    _check("cifar", lambda: load_cifar(root, "cifar10", train=train), path, DatasetError)
+    try:
+        _check("cifar", lambda: load_cifar(root, "cifar10", train=train), path, DatasetError)
+    finally:
+        open(path, "wb").write(base)
 
 
 def _idx(array):
@@ -362,12 +377,12 @@ _MNIST = {"t10k-images-idx3-ubyte": _idx(np.arange(3 * 28 * 28).reshape(3, 28, 2
 def test_mnist_corruptions(victim, data):
     from odedet.data.classification import load_mnist
 
-    root = os.path.dirname(_fresh("x"))
+    root = os.path.dirname(_fresh("mnist"))
     raw = os.path.join(root, "MNIST", "raw")
-    os.makedirs(raw)
+    os.makedirs(raw, exist_ok=True)
+    content = data.draw(corrupted(_MNIST[victim]))
     for name, base in _MNIST.items():
-        open(os.path.join(raw, name), "wb").write(data.draw(corrupted(base)) if name == victim
-                                                  else base)
+        open(os.path.join(raw, name), "wb").write(content if name == victim else base)
     path = os.path.join(raw, victim)
     _check("mnist", lambda: load_mnist(root, train=False), path, DatasetError)
 
@@ -395,7 +410,8 @@ def test_image_corruptions(kind, data):
     from odedet.data.image_io import read_image
 
     path = _fresh("img" + kind)
-    open(path, "wb").write(data.draw(corrupted(_IMAGES[kind])))
+    content = data.draw(corrupted(_IMAGES[kind]))
+    open(path, "wb").write(content)
 
     def read():
         image = read_image(path, "BGR", max_pixels=10**6, max_aspect_ratio=20)
