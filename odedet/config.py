@@ -76,6 +76,7 @@ def add_optimizer_config(cfg):
 _EXTENSIONS = [
     "odedet.config:add_ode_config",
     "odedet.config:add_optimizer_config",
+    "odedet.engine.budget:add_budget_config",
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",

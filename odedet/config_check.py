@@ -161,6 +161,11 @@ def check_config(cfg: CfgNode) -> None:
             optimizer_from_cfg(cfg)
         except ValueError as e:
             raise ConfigError(str(e)) from e
+    if "TIME_BUDGET" in cfg.SOLVER:
+        _positive(cfg, "SOLVER.TIME_BUDGET.MINUTES", allow_zero=True)  # 0: no budget
+        _positive(cfg, "SOLVER.TIME_BUDGET.UNTIMED_ITERS", allow_zero=True)
+        _positive(cfg, "SOLVER.TIME_BUDGET.TIMED_ITERS")
+        _positive(cfg, "SOLVER.TIME_BUDGET.RECHECK_FRACTION", allow_zero=True)
     if "BAD_SAMPLES" in cfg.DATALOADER and cfg.DATALOADER.BAD_SAMPLES not in ("skip", "error"):
         raise ConfigError(
             f"DATALOADER.BAD_SAMPLES must be 'skip' or 'error', got {cfg.DATALOADER.BAD_SAMPLES!r}"

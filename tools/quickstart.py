@@ -10,6 +10,12 @@ the ground truth with detectron2's Visualizer, and prints where everything went.
     python tools/quickstart.py --baseline       # + the ResNet-18 baseline, side by side
     python tools/quickstart.py --quick          # smoke test: tiny dataset, a few iterations
     python tools/quickstart.py --max-iter 200 MODEL.ODE.METHOD_TEST rk4   # shorter; overrides
+    python tools/quickstart.py --budget-min 20  # a 20-minute training budget (default 10)
+
+Training keeps a wall-clock budget (--budget-min, default 10 minutes): the speed of the first
+iterations is measured and, if the recipe's iterations would not fit on this machine, the whole
+schedule (MAX_ITER, LR steps, warm-up) is shortened in proportion (odedet.engine.budget; the log
+says what was fitted, the table gives the iterations run and s/iter).
 """
 from __future__ import annotations
 
@@ -53,6 +59,9 @@ def parse_args(argv=None):
                    help="train this config instead of the ODE quickstart model")
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
+    p.add_argument("--budget-min", type=float, default=10.0,
+                   help="wall-clock training budget per model, minutes: the schedule is fitted "
+                   "to the measured speed (0: run the recipe's MAX_ITER as configured)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 32/8-image dataset under OUTPUT_DIR, 10 iterations")
     p.add_argument("--dataset-root", default=None,
@@ -96,6 +105,7 @@ def prepare_data(args) -> tuple[str, str]:
 def build_cfg(config_file, name, args, train_set, val_set):
     cfg = get_odedet_cfg()
     cfg.merge_from_file(config_file)
+    cfg.SOLVER.TIME_BUDGET.MINUTES = 0.0 if args.quick else args.budget_min
     cfg.merge_from_list(args.opts)
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (train_set,), (val_set,)
     cfg.OUTPUT_DIR = os.path.join(args.output_dir, os.path.basename(cfg.OUTPUT_DIR.rstrip("/")))
@@ -127,12 +137,15 @@ def train_and_evaluate(cfg) -> dict:
     history = trainer.storage.histories()
     nfe = history["nfe_forward"].global_avg() if "nfe_forward" in history else 0.0
     model = getattr(trainer.model, "module", trainer.model)
+    train_s = timer.last_step - timer.start
     return dict(
         AP=results["bbox"]["AP"], AP50=results["bbox"]["AP50"],
         P=results["prf1"]["precision"], R=results["prf1"]["recall"], F1=results["prf1"]["F1"],
         params=sum(p.numel() for p in model.parameters()),
-        train_s=timer.last_step - timer.start, eval_s=timer.end - timer.last_step,
-        iters=cfg.SOLVER.MAX_ITER, nfe_forward_per_iter=nfe, model=model,
+        train_s=train_s, eval_s=timer.end - timer.last_step,
+        iters=trainer.iter, recipe_iters=cfg.SOLVER.MAX_ITER, s_per_iter=train_s / trainer.iter,
+        budget=trainer.budget.summary if trainer.budget is not None else None,
+        nfe_forward_per_iter=nfe, model=model,
     )
 
 
@@ -159,13 +172,13 @@ def visualize(cfg, model, dataset_name, out_dir, num, score):
 
 def print_table(rows: dict) -> None:
     head = f"{'model':<26}{'AP':>7}{'AP50':>7}{'P':>7}{'R':>7}{'F1':>7}{'params':>9}"
-    head += f"{'train':>9}{'s/iter':>8}{'NFE/it':>8}"
+    head += f"{'iters':>7}{'train':>8}{'s/iter':>8}{'NFE/it':>8}"
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
         print(
             f"{name:<26}{r['AP']:7.1f}{r['AP50']:7.1f}{r['P']:7.1f}{r['R']:7.1f}{r['F1']:7.1f}"
-            f"{r['params'] / 1e6:8.2f}M{r['train_s']:8.0f}s{r['train_s'] / r['iters']:8.2f}"
+            f"{r['params'] / 1e6:8.2f}M{r['iters']:7d}{r['train_s']:7.0f}s{r['s_per_iter']:8.2f}"
             f"{r['nfe_forward_per_iter']:8.0f}"
         )
 
@@ -188,7 +201,9 @@ def main(argv=None):
     rows = {}
     for name, config_file in configs.items():
         cfg = build_cfg(config_file, name, args, train_set, val_set)
-        print(f"\n== {name}: training {cfg.SOLVER.MAX_ITER} iterations ({config_file}) ==")
+        budget = cfg.SOLVER.TIME_BUDGET.MINUTES
+        print(f"\n== {name}: training {cfg.SOLVER.MAX_ITER} iterations ({config_file})"
+              + (f", fitted into a {budget:g}-minute budget ==" if budget > 0 else " =="))
         r = train_and_evaluate(cfg)
         r["vis_dir"] = visualize(cfg, r.pop("model"), val_set, os.path.join(cfg.OUTPUT_DIR, "vis"),
                                  args.num_vis, args.vis_score)

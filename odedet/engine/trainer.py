@@ -11,6 +11,7 @@ from odedet.data.mappers import build_mapper
 from odedet.data.robust_mapper import build_train_loader
 from odedet.evaluation.build import build_evaluators
 
+from .budget import ResizableTrainLoop, TrainingBudget
 from .checkpoint import OdedetCheckpointer
 from .guards import IterationContext
 from .hooks import ODEStatsHook
@@ -18,10 +19,12 @@ from .launch import device_aware_ddp
 from .optim import build_optimizer
 
 
-class Trainer(IterationContext, DefaultTrainer):
+class Trainer(IterationContext, DefaultTrainer, ResizableTrainLoop):
     """detectron2's DefaultTrainer with odedet's evaluator/mapper factories and NFE logging,
     atomic/weights-only checkpoints (OdedetCheckpointer), config checks at model build and
-    solver/NaN errors that name the iteration (IterationContext)."""
+    solver/NaN errors that name the iteration (IterationContext), and an optional wall-clock
+    training budget (SOLVER.TIME_BUDGET.MINUTES: the schedule is fitted to the measured speed;
+    ResizableTrainLoop lets the fitted MAX_ITER take effect mid-run)."""
 
     def __init__(self, cfg):
         # detectron2 v0.6 wraps the model in DDP with device_ids, which CPU (gloo) rejects.
@@ -71,4 +74,10 @@ class Trainer(IterationContext, DefaultTrainer):
         hooks = super().build_hooks()
         # Before the writers (last), so each iteration's NFE is in storage when they write.
         hooks.insert(len(hooks) - 1, ODEStatsHook())
+        self.budget = None
+        if self.cfg.SOLVER.TIME_BUDGET.MINUTES > 0:
+            # First, so the LR-scheduler, checkpointer and writer hooks see a fitted schedule in
+            # the step it is fitted; registered before resume_or_load, so --resume restores it.
+            self.budget = TrainingBudget.from_config(self.cfg)
+            hooks.insert(0, self.budget)
         return hooks
