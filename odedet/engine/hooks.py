@@ -13,7 +13,10 @@ logger = logging.getLogger(__name__)
 class ODEStatsHook(HookBase):
     """Logs forward/backward NFE of each training iteration (summed over the model's ODE blocks)
     as ``nfe_forward``/``nfe_backward`` scalars (metrics.json, TensorBoard), and the solver
-    settings once at the start. A model without ODE blocks logs nothing."""
+    settings once at the start. A model without ODE blocks logs nothing. Counters are reset
+    before each step and read first thing after it (the Trainer puts this hook first), so
+    evaluation's function evaluations never enter the training figures; ``Trainer.test`` logs
+    those as ``eval_nfe_per_image/<dataset>``."""
 
     def before_train(self):
         model = _unwrap(self.trainer.model)
@@ -36,6 +39,11 @@ class ODEStatsHook(HookBase):
                 values[f"ode/{phase}_{field}"] = float(getattr(opts, field))
         self.trainer.storage.put_scalars(**values, smoothing_hint=False)
         self._settings_logged = True
+
+    def before_step(self):
+        # Forwards run between steps (evaluation, PreciseBN) are not this iteration's NFE.
+        if self._blocks:
+            reset_nfe(_unwrap(self.trainer.model))
 
     def after_step(self):
         if not self._blocks:

@@ -13,7 +13,8 @@ class _CountedDynamics(nn.Module):
     """Calls the dynamics and counts evaluations, split by the pass they belong to.
 
     Evaluations made while the block's forward is solving count as forward NFE; any made later
-    (the adjoint's backward solve) count as backward NFE. Backpropagating directly through the
+    (the adjoint's backward solve) count as backward NFE, and leave BatchNorm running statistics
+    untouched (:meth:`_reevaluate`). Backpropagating directly through the
     solver evaluates no f in the backward pass, so its backward NFE stay 0.
     """
 
@@ -27,9 +28,27 @@ class _CountedDynamics(nn.Module):
     def forward(self, t, h):
         if self.in_forward:
             self.nfe_forward += 1
-        else:
-            self.nfe_backward += 1
-        return self.dynamics(t, h)
+            return self.dynamics(t, h)
+        self.nfe_backward += 1
+        return self._reevaluate(t, h)
+
+    def _reevaluate(self, t, h):
+        """f(t, h) for the adjoint's backward solve. BatchNorm layers of the dynamics still
+        normalise with batch statistics there (as in the forward, so the gradients are those of
+        the forward's function), but do not update their running statistics: those must come
+        from the forward solve only, not from the states the backward solve reconstructs."""
+        norms = [m for m in self.dynamics.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+                 and m.track_running_stats]
+        if not norms:
+            return self.dynamics(t, h)
+        for m in norms:
+            m.track_running_stats = False
+        try:
+            return self.dynamics(t, h)
+        finally:
+            for m in norms:
+                m.track_running_stats = True
 
 
 class ODEBlock(nn.Module):
@@ -126,6 +145,14 @@ class ODEBlock(nn.Module):
         return out
 
     def _integrate(self, x: torch.Tensor, opts: SolverOptions) -> torch.Tensor:
+        """h(T). With the adjoint, the solve runs inside :class:`_AdjointGuard`, so failures of
+        the adjoint's backward solve raise the same ODESolverError as the forward's."""
+        if opts.adjoint and torch.is_grad_enabled():
+            params = tuple(p for p in self.dynamics.parameters() if p.requires_grad)
+            return _AdjointGuard.apply(self, opts, x, *params)
+        return self._solve(x, opts)
+
+    def _solve(self, x: torch.Tensor, opts: SolverOptions) -> torch.Tensor:
         """h(T). Euler/midpoint/rk4 take the lean fixed-grid path (same numbers as torchdiffeq,
         less overhead: see :mod:`odedet.ode.fixed_grid`); everything else calls torchdiffeq."""
         counted = self._counted
@@ -143,10 +170,14 @@ class ODEBlock(nn.Module):
         kwargs.pop("adjoint_options", None)
         return odeint(counted, x, t, **kwargs)[-1]
 
-    def _solver_error(self, err: AssertionError, opts: SolverOptions) -> ODESolverError:
-        phase = "TRAIN" if self.training else "TEST"
+    def _solver_error(self, err: AssertionError, opts: SolverOptions,
+                      backward: bool = False) -> ODESolverError:
+        phase = "TRAIN" if self.training or backward else "TEST"
         msg = str(err)
-        where = f"ODE block '{self.name}' ({opts.describe()}, {phase.lower()} solver)"
+        solve = "the adjoint's backward solve" if backward else "forward solve"
+        where = f"ODE block '{self.name}' ({opts.describe()}, {phase.lower()} solver, {solve})"
+        if "underflow in dt" in msg and ("nan" in msg or "inf" in msg):
+            msg = "non-finite values in state (step size became NaN/inf)"
         if "max_num_steps" in msg:
             return ODESolverError(
                 f"{where} exceeded the step guard of {opts.max_num_steps} steps. The dynamics are "
@@ -161,10 +192,13 @@ class ODEBlock(nn.Module):
                 f"ATOL_{phase} or use a fixed-grid method (MODEL.ODE.METHOD_{phase} rk4)."
             )
         if "non-finite" in msg:
+            what = "the adjoint state (gradients)" if backward else "the ODE state"
             return ODESolverError(
-                f"{where}: the ODE state became NaN/inf. Training has diverged or the input is "
+                f"{where}: {what} became NaN/inf. Training has diverged or the input is "
                 f"not finite: lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or use a "
-                f"smaller MODEL.ODE.STEP_SIZE_{phase}."
+                f"smaller MODEL.ODE.STEP_SIZE_{phase}"
+                + (f" / tighter MODEL.ODE.RTOL_{phase}/ATOL_{phase}." if not opts.fixed_grid
+                   else ".")
             )
         return ODESolverError(f"{where}: {msg}")
 
@@ -173,3 +207,40 @@ class ODEBlock(nn.Module):
         if self.augment_channels:
             s += f", augment_channels={self.augment_channels}"
         return s
+
+
+class _AdjointGuard(torch.autograd.Function):
+    """Runs an adjoint solve (torchdiffeq's ``odeint_adjoint`` or the lean fixed-grid adjoint)
+    in a nested graph, so that its backward solve runs inside :meth:`backward` here: a step
+    guard / step underflow there, or a NaN/inf adjoint state, becomes the block's ODESolverError
+    (naming the block and the MODEL.ODE keys) instead of a bare AssertionError or NaN gradients.
+    The nested graph holds only what the adjoint saves anyway (the end state), so memory stays
+    O(1) in the number of solver steps."""
+
+    @staticmethod
+    def forward(ctx, block, opts, x, *params):
+        with torch.enable_grad():
+            inner_x = x.detach().requires_grad_(x.requires_grad)
+            out = block._solve(inner_x, opts)
+        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (inner_x, out), params
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        inner_x, out = ctx.inner
+        block, opts = ctx.block, ctx.opts
+        ctx.inner = None  # free the nested graph once used
+        wrt = ([inner_x] if inner_x.requires_grad else []) + list(ctx.params)
+        try:
+            grads = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
+        except AssertionError as e:
+            raise block._solver_error(e, opts, backward=True) from e
+        # Blame the solve only when what came in was finite (a NaN loss is reported elsewhere).
+        if torch.isfinite(grad_out).all() and not all(
+            g is None or torch.isfinite(g).all() for g in grads
+        ):
+            raise block._solver_error(AssertionError("non-finite values in state"), opts,
+                                      backward=True)
+        grads = list(grads)
+        grad_x = grads.pop(0) if inner_x.requires_grad else None
+        return (None, None, grad_x, *grads)
