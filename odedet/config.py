@@ -57,6 +57,11 @@ def add_ode_config(cfg):
     # Step guard: an adaptive solve taking more steps than this stops with an error that says
     # what to change, instead of running for hours on a stiff problem.
     _C.MODEL.ODE.MAX_NUM_STEPS = 1000
+    # Residual blocks of each stage (res2..res5) that is NOT in MODEL.ODE.STAGES, for
+    # build_ode_resnet_backbone(_fpn); [] = the standard counts of MODEL.RESNETS.DEPTH
+    # (ResNet-18: 2 2 2 2). [1, 1, 1, 1] with STAGES [] is the ODE-ResNet with its ODE blocks
+    # removed (each stage only its strided transition block): the shallow ResNet baseline.
+    _C.MODEL.ODE.BLOCKS_PER_STAGE = []
 
 
 def add_optimizer_config(cfg):

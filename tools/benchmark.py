@@ -5,6 +5,8 @@
   python tools/benchmark.py overhead   # fixed-grid ODE block vs unrolled weight-tied stack
   python tools/benchmark.py models     # params, FLOPs, latency, train step, NFE per detector
   python tools/benchmark.py tolerance --config-file CFG --weights W   # accuracy vs NFE/latency
+  python tools/benchmark.py dial --weights ODE.pth --baseline ResNet-18-FPN CFG W ...
+                                       # one ODE detector over a solver ladder vs ResNets
 
 Outputs go to ``--out`` (default ``output/benchmarks/<subcommand>``). Every result records the
 machine, thread count and library versions. Defaults are the issue's settings; ``--quick`` shrinks
@@ -86,6 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None,
                    help="evaluate at most N images (0 = all)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    p = sub.add_parser("dial", help="one ODE detector over test-time solvers vs ResNets")
+    _common(p, "dial")
+    p.add_argument("--config-file", default=None,
+                   help="config of the trained ODE detector (default: the quickstart ODE model)")
+    p.add_argument("--weights", required=True, help="its checkpoint (loaded strictly)")
+    p.add_argument("--baseline", dest="baselines", nargs=3, action="append", default=None,
+                   metavar=("NAME", "CONFIG", "WEIGHTS"),
+                   help="a ResNet detector trained with the same recipe (repeatable)")
+    p.add_argument("--settings", nargs="*", default=None,
+                   help="solver ladder: METHOD:STEPS (euler:1, rk4:2) or METHOD:TOL (dopri5:1e-2)")
+    p.add_argument("--repeat", type=int, default=None, help="timed latency rounds")
+    p.add_argument("--latency-images", type=int, default=None,
+                   help="held-out images timed per round (batch 1)")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="evaluate accuracy on at most N images (0 = all)")
+    p.add_argument("--dataset", default=None, help="evaluate on this registered dataset")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser
 
 
@@ -98,12 +117,18 @@ _FULL = {
     "models": dict(size=512, warmup=1, repeat=3, models=["ODE-FPN", "ODE-C4", "R-50-FPN",
                                                          "R-101-FPN", "R-50-C4", "R-101-C4"]),
     "tolerance": dict(tolerances=[0.0001, 0.001, 0.01, 0.1, 1.0], max_images=0),
+    "dial": dict(settings=["euler:1", "midpoint:1", "rk4:1", "rk4:2", "dopri5:1e-2",
+                           "dopri5:1e-3"], repeat=7, latency_images=10, max_images=0,
+                 config_file="configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml",
+                 baselines=[]),
 }
 _QUICK = {
     "memory": dict(depths=[2, 4], batch=2, channels=8, size=8, det_size=128, models=["R-50-FPN"]),
     "overhead": dict(batch=2, channels=8, size=8, steps=[2], warmup=1, repeat=2),
     "models": dict(size=128, models=["R-50-FPN"], warmup=0, repeat=1),
     "tolerance": dict(tolerances=[1e-3, 1e-1], max_images=2),
+    "dial": dict(settings=["euler:1", "rk4:1", "dopri5:1e-1"], repeat=1, latency_images=1,
+                 max_images=2),
 }
 
 

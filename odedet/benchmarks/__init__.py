@@ -1,5 +1,5 @@
 """Benchmarks behind ``tools/benchmark.py`` and ``tools/report.py``: memory, solver overhead,
-model cost, tolerance sweeps, and the ResNet vs ODE-Net comparison report.
+model cost, tolerance sweeps, the compute dial, and the ResNet vs ODE-Net comparison report.
 
 Not imported by ``import odedet`` (nothing here registers components); the subcommand modules
 are imported on demand.
@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "overhead": "odedet.benchmarks.overhead",
     "models": "odedet.benchmarks.models",
     "tolerance": "odedet.benchmarks.tolerance",
+    "dial": "odedet.benchmarks.dial",
 }
 
 

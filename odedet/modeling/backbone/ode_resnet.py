@@ -26,6 +26,7 @@ BLOCKS_PER_STAGE = {
 
 __all__ = [
     "ODEStageBlock", "make_ode_resnet_stage", "stage_kwargs_from_cfg", "ode_stages_from_cfg",
+    "blocks_per_stage_from_cfg",
     "build_ode_resnet_backbone", "STAGE_NAMES", "BLOCKS_PER_STAGE",
 ]
 
@@ -133,6 +134,20 @@ def ode_stages_from_cfg(cfg) -> tuple[str, ...]:
     return stages
 
 
+def blocks_per_stage_from_cfg(cfg) -> tuple[int, ...]:
+    """Residual blocks of res2..res5 when not ODE stages: MODEL.ODE.BLOCKS_PER_STAGE, or the
+    standard counts of MODEL.RESNETS.DEPTH when that is empty."""
+    blocks = tuple(cfg.MODEL.ODE.BLOCKS_PER_STAGE)
+    if not blocks:
+        return BLOCKS_PER_STAGE[cfg.MODEL.RESNETS.DEPTH]
+    if len(blocks) != len(STAGE_NAMES) or any(not isinstance(b, int) or b < 1 for b in blocks):
+        raise ValueError(
+            "MODEL.ODE.BLOCKS_PER_STAGE must be empty (standard depth) or list 4 integers >= 1 "
+            f"(residual blocks of res2..res5), got {list(blocks)}"
+        )
+    return blocks
+
+
 def _ode_kwargs_from_cfg(cfg) -> dict:
     """:class:`ODEStageBlock` keyword arguments (all but widths) from MODEL.ODE.*."""
     ode = cfg.MODEL.ODE
@@ -181,11 +196,12 @@ def stage_kwargs_from_cfg(cfg, stage: str) -> dict:
     _check_resnets_cfg(cfg)
     r = cfg.MODEL.RESNETS
     idx = STAGE_NAMES.index(stage)
+    blocks = blocks_per_stage_from_cfg(cfg)
     out_channels = r.RES2_OUT_CHANNELS * 2**idx
     dilation = r.RES5_DILATION if stage == "res5" else 1
     return dict(
         block="basic" if r.DEPTH in (18, 34) else "bottleneck",
-        num_blocks=BLOCKS_PER_STAGE[r.DEPTH][idx],
+        num_blocks=blocks[idx],
         in_channels=r.STEM_OUT_CHANNELS if idx == 0 else out_channels // 2,
         out_channels=out_channels,
         stride=1 if idx == 0 or dilation == 2 else 2,
