@@ -97,6 +97,7 @@ _EXTENSIONS = [
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",
+    "odedet.modeling.backbone.ode_vgg:add_ode_vgg_config",  # issue 17: MODEL.ODE_VGG
     "odedet.modeling.classification.config:add_classification_config",
 ]
 
