@@ -80,6 +80,7 @@ _EXTENSIONS = [
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",
     "odedet.modeling.classification.config:add_classification_config",
+    "odedet.modeling.checkpointing:add_memory_config",
 ]
 
 
