@@ -117,8 +117,11 @@ class SavedTensorProfile:
         self.handles = []
         for name, mods in parts.items():
             for m in mods:
-                self.handles.append(m.register_forward_pre_hook(self._enter(name, m)))
+                self.handles.append(m.register_forward_pre_hook(self._enter(name)))
                 self.handles.append(m.register_forward_hook(self._exit))
+        for m in model.modules():  # registered after the parts: runs inside its part
+            if getattr(m, "_odedet_checkpointed", False):
+                self.handles.append(m.register_forward_pre_hook(self._kept_inputs))
 
     def _count(self, t) -> None:
         st = t.untyped_storage()
@@ -127,14 +130,18 @@ class SavedTensorProfile:
             self.seen.add(ptr)
             self.saved[self.stack[-1] if self.stack else "other"] += st.nbytes()
 
-    def _enter(self, name, module):
+    def _enter(self, name):
         def hook(mod, args):
             self.stack.append(name)
-            if getattr(module, "_odedet_checkpointed", False) and mod.training:
-                for a in args:  # what a checkpointed part keeps: its input
-                    if isinstance(a, self._torch.Tensor):
-                        self._count(a)
         return hook
+
+    def _kept_inputs(self, mod, args):
+        """What a module under activation checkpointing keeps for backward: its inputs."""
+        if mod.training and self._torch.is_grad_enabled():
+            for a in args:
+                for t in (a if isinstance(a, (list, tuple)) else [a]):
+                    if isinstance(t, self._torch.Tensor):
+                        self._count(t)
 
     def _exit(self, *_):
         self.stack.pop()

@@ -26,7 +26,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 __all__ = ["add_memory_config", "enable_checkpointing", "is_checkpointed",
-           "preserve_bn_statistics"]
+           "preserve_bn_statistics", "CheckpointedRPNHead", "CheckpointedFastRCNNConvFCHead"]
 
 
 def add_memory_config(cfg):
@@ -40,6 +40,11 @@ def add_memory_config(cfg):
     # MODEL.ODE.STAGES their first block too. With the adjoint, an ODE stage then keeps only the
     # transition's input and the ODE block's output for the backward pass.
     _C.MODEL.ODE.CHECKPOINT_TRANSITIONS = False
+    # Same for the FPN's lateral and output convolutions (build_ode_resnet_fpn_backbone): each
+    # keeps only its input. The RPN head and the box head have registered checkpointed twins
+    # for any detector: MODEL.RPN.HEAD_NAME "CheckpointedRPNHead",
+    # MODEL.ROI_BOX_HEAD.NAME "CheckpointedFastRCNNConvFCHead".
+    _C.MODEL.ODE.CHECKPOINT_FPN = False
 
 
 @contextlib.contextmanager
@@ -96,3 +101,22 @@ def enable_checkpointing(module: nn.Module) -> nn.Module:
 
 def is_checkpointed(module: nn.Module) -> bool:
     return bool(getattr(module, "_odedet_checkpointed", False))
+
+
+# -- registered checkpointed heads (usable by any detectron2 detector through its config) -------
+from detectron2.modeling.proposal_generator.rpn import RPN_HEAD_REGISTRY, StandardRPNHead  # noqa: E402
+from detectron2.modeling.roi_heads.box_head import (  # noqa: E402
+    ROI_BOX_HEAD_REGISTRY, FastRCNNConvFCHead,
+)
+
+
+@RPN_HEAD_REGISTRY.register()
+class CheckpointedRPNHead(_CheckpointedForward, StandardRPNHead):
+    """detectron2's ``StandardRPNHead`` (same parameters and keys) under activation
+    checkpointing while training: keeps the FPN features it reads, recomputes its 3x3 conv."""
+
+
+@ROI_BOX_HEAD_REGISTRY.register()
+class CheckpointedFastRCNNConvFCHead(_CheckpointedForward, FastRCNNConvFCHead):
+    """detectron2's ``FastRCNNConvFCHead`` under activation checkpointing while training: keeps
+    the pooled region features, recomputes the head's convs and fcs in the backward pass."""

@@ -1,4 +1,5 @@
-"""Memory-lean options (MODEL.ODE.CHECKPOINT_STEM / CHECKPOINT_TRANSITIONS) change memory only:
+"""Memory-lean options (MODEL.ODE.CHECKPOINT_STEM / _TRANSITIONS / _FPN, the checkpointed RPN
+and box heads) change memory only:
 outputs, gradients, BatchNorm running statistics and state-dict keys are the same with them on
 and off, for the backbone and for a whole Faster R-CNN training step."""
 import copy
@@ -19,10 +20,14 @@ from test_det_backbones import tiny_cfg
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _lean(cfg, on=True):
+def _lean(cfg, on=True, heads=False):
     cfg = cfg.clone()
     cfg.MODEL.ODE.CHECKPOINT_STEM = on
     cfg.MODEL.ODE.CHECKPOINT_TRANSITIONS = on
+    cfg.MODEL.ODE.CHECKPOINT_FPN = on
+    if on and heads:
+        cfg.MODEL.RPN.HEAD_NAME = "CheckpointedRPNHead"
+        cfg.MODEL.ROI_BOX_HEAD.NAME = "CheckpointedFastRCNNConvFCHead"
     return cfg
 
 
@@ -66,6 +71,7 @@ def test_checkpointed_backbone_same_outputs_and_gradients(one_torch_thread, dyna
     assert all(is_checkpointed(getattr(bottom_up, s)[0]) for s in ("res2", "res3", "res4", "res5"))
     assert not any(is_checkpointed(b) for s in ("res2", "res5") for b in getattr(bottom_up, s)[1:])
     assert not is_checkpointed(plain.bottom_up.stem)
+    assert all(is_checkpointed(c) for c in list(lean.lateral_convs) + list(lean.output_convs))
     assert list(plain.state_dict()) == list(lean.state_dict())
     x = torch.randn(2, 3, 64, 96)
     out_p, grad_p = _outputs_and_grads(plain, x)
@@ -109,7 +115,10 @@ def test_lean_detector_config_same_losses_and_gradients(one_torch_thread):
     lean_cfg = get_odedet_cfg()
     lean_cfg.merge_from_file(os.path.join(
         ROOT, "configs/COCO-Detection/ode_faster_rcnn_R_50_FPN_lean.yaml"))
-    assert lean_cfg.MODEL.ODE.CHECKPOINT_STEM and lean_cfg.MODEL.ODE.CHECKPOINT_TRANSITIONS
+    ode = lean_cfg.MODEL.ODE
+    assert ode.CHECKPOINT_STEM and ode.CHECKPOINT_TRANSITIONS and ode.CHECKPOINT_FPN
+    assert lean_cfg.MODEL.RPN.HEAD_NAME == "CheckpointedRPNHead"
+    assert lean_cfg.MODEL.ROI_BOX_HEAD.NAME == "CheckpointedFastRCNNConvFCHead"
     assert lean_cfg.MODEL.ODE.ADJOINT and lean_cfg.MODEL.RESNETS.DEPTH == 50
     base = get_odedet_cfg()
     base.merge_from_file(os.path.join(ROOT, "configs/odenet_faster_rcnn.yaml"))
@@ -119,18 +128,22 @@ def test_lean_detector_config_same_losses_and_gradients(one_torch_thread):
     cfg.merge_from_file(os.path.join(ROOT, "configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.ODE.ADJOINT", True,
                          "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
-                         "MODEL.RPN.POST_NMS_TOPK_TRAIN", 64])
+                         "MODEL.RPN.POST_NMS_TOPK_TRAIN", 64, "MODEL.ROI_BOX_HEAD.NUM_CONV", 2,
+                         "MODEL.ROI_BOX_HEAD.NORM", "GN"])
     from odedet.benchmarks.zoo import synthetic_detection_batch
 
     batch = synthetic_detection_batch((64, 96), batch=2)
     results = []
     for on in (False, True):
         torch.manual_seed(0)
-        model = build_model(_lean(cfg, on))
+        model = build_model(_lean(cfg, on, heads=True))
+        assert is_checkpointed(model.proposal_generator.rpn_head) == on
+        assert is_checkpointed(model.roi_heads.box_head) == on
         if not results:
             _randomise(model)
             state = copy.deepcopy(model.state_dict())
         else:
+            assert list(model.state_dict()) == list(state)
             model.load_state_dict(state)
         model.train()
         torch.manual_seed(1)  # RPN / ROI sampling draws random numbers
