@@ -99,6 +99,7 @@ _EXTENSIONS = [
     "odedet.modeling.depth.config:add_depth_config",
     "odedet.modeling.backbone.ode_vgg:add_ode_vgg_config",  # issue 17: MODEL.ODE_VGG
     "odedet.modeling.classification.config:add_classification_config",
+    "odedet.modeling.checkpointing:add_memory_config",
 ]
 
 

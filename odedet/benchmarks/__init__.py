@@ -10,6 +10,7 @@ import importlib
 
 SUBCOMMANDS = {
     "memory": "odedet.benchmarks.memory",
+    "detector-memory": "odedet.benchmarks.detector_memory",
     "overhead": "odedet.benchmarks.overhead",
     "models": "odedet.benchmarks.models",
     "tolerance": "odedet.benchmarks.tolerance",

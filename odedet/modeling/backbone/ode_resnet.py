@@ -18,6 +18,8 @@ from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, Bottlenec
 
 from odedet.ode import ODEBlock, SolverOptions, build_dynamics, solver_options_from_cfg
 
+from ..checkpointing import enable_checkpointing
+
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 # Residual blocks per stage of the standard ResNets; an ODE stage keeps only the first one.
 BLOCKS_PER_STAGE = {
@@ -89,13 +91,15 @@ def make_ode_resnet_stage(
     stride_in_1x1: bool = False,
     dilation: int = 1,
     ode: dict | None = None,
+    checkpoint_transition: bool = False,
 ) -> list[CNNBlockBase]:
     """The blocks of one stage: ``num_blocks`` residual blocks, or, when ``ode`` holds
     :class:`ODEStageBlock` keyword arguments, one transition block followed by one ODE block.
 
     ``block`` is "basic" (``BasicBlock``) or "bottleneck" (``BottleneckBlock``, which also takes
     ``bottleneck_channels``, ``num_groups``, ``stride_in_1x1`` and ``dilation``). Only the first
-    block is strided, as in detectron2's ResNet.
+    block is strided, as in detectron2's ResNet. ``checkpoint_transition`` runs that first block
+    under activation checkpointing while training (:mod:`odedet.modeling.checkpointing`).
     """
     if block == "basic":
         block_class, extra = BasicBlock, {}
@@ -112,6 +116,8 @@ def make_ode_resnet_stage(
         block_class, n, stride_per_block=[stride] + [1] * (n - 1), in_channels=in_channels,
         out_channels=out_channels, norm=norm, **extra,
     )
+    if checkpoint_transition:
+        enable_checkpointing(blocks[0])
     if ode is not None:
         ode = dict(ode)
         if ode.get("dynamics") == "bottleneck":
@@ -211,6 +217,7 @@ def stage_kwargs_from_cfg(cfg, stage: str) -> dict:
         stride_in_1x1=r.STRIDE_IN_1X1,
         dilation=dilation,
         ode=_ode_kwargs_from_cfg(cfg) if stage in ode_stages_from_cfg(cfg) else None,
+        checkpoint_transition=bool(cfg.MODEL.ODE.CHECKPOINT_TRANSITIONS),
     )
 
 
@@ -229,6 +236,8 @@ def build_ode_resnet_backbone(cfg, input_shape: ShapeSpec):
     stem = BasicStem(
         in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM
     )
+    if cfg.MODEL.ODE.CHECKPOINT_STEM:
+        enable_checkpointing(stem)
     num_stages = max([STAGE_NAMES.index(f) + 1 for f in r.OUT_FEATURES if f != "stem"] or [0])
     stages = [
         make_ode_resnet_stage(**stage_kwargs_from_cfg(cfg, s)) for s in STAGE_NAMES[:num_stages]
