@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import cv2
 import numpy as np
@@ -30,8 +29,6 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import HookBase
-from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
@@ -42,7 +39,7 @@ from odedet.data.synthetic_shapes import (
     ensure,
     register_synthetic_shapes,
 )
-from odedet.engine import Trainer
+from odedet.engine.runs import scale_schedule, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {  # table name -> config
@@ -72,19 +69,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-class _TrainTimer(HookBase):
-    """Wall time of the training iterations alone (evaluation runs in after_train, later)."""
-
-    def before_train(self):
-        self.start = self.last_step = time.perf_counter()
-
-    def after_step(self):
-        self.last_step = time.perf_counter()
-
-    def after_train(self):
-        self.end = time.perf_counter()
-
-
 def prepare_data(args) -> tuple[str, str]:
     """Generate (if needed) and register the dataset; return (train, val) names."""
     if args.quick:
@@ -111,42 +95,9 @@ def build_cfg(config_file, name, args, train_set, val_set):
     cfg.OUTPUT_DIR = os.path.join(args.output_dir, os.path.basename(cfg.OUTPUT_DIR.rstrip("/")))
     max_iter = args.max_iter if args.max_iter is not None else (10 if args.quick else None)
     if max_iter is not None:  # shorten the schedule proportionally
-        scale = max_iter / cfg.SOLVER.MAX_ITER
-        cfg.SOLVER.STEPS = tuple(sorted({int(s * scale) for s in cfg.SOLVER.STEPS} - {0}))
-        cfg.SOLVER.WARMUP_ITERS = int(cfg.SOLVER.WARMUP_ITERS * scale)
-        cfg.SOLVER.MAX_ITER = max_iter
+        scale_schedule(cfg, max_iter)
     cfg.freeze()
     return cfg
-
-
-def train_and_evaluate(cfg) -> dict:
-    """Train from scratch, evaluate through Trainer.test; return the measured figures."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
-    # As detectron2's default_setup does: a fixed SEED makes the data order and augmentation
-    # reproducible (model initialisation already is); SEED < 0 draws one.
-    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    timer = _TrainTimer()
-    trainer.register_hooks([timer])
-    trainer.train()
-    results = getattr(trainer, "_last_eval_results", None) or Trainer.test(cfg, trainer.model)
-    results = next(iter(results.values())) if cfg.DATASETS.TEST[0] in results else results
-    history = trainer.storage.histories()
-    nfe = history["nfe_forward"].global_avg() if "nfe_forward" in history else 0.0
-    model = getattr(trainer.model, "module", trainer.model)
-    train_s = timer.last_step - timer.start
-    return dict(
-        AP=results["bbox"]["AP"], AP50=results["bbox"]["AP50"],
-        P=results["prf1"]["precision"], R=results["prf1"]["recall"], F1=results["prf1"]["F1"],
-        params=sum(p.numel() for p in model.parameters()),
-        train_s=train_s, eval_s=timer.end - timer.last_step,
-        iters=trainer.iter, recipe_iters=cfg.SOLVER.MAX_ITER, s_per_iter=train_s / trainer.iter,
-        budget=trainer.budget.summary if trainer.budget is not None else None,
-        nfe_forward_per_iter=nfe, model=model,
-    )
 
 
 def visualize(cfg, model, dataset_name, out_dir, num, score):
