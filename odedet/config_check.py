@@ -61,6 +61,14 @@ class SafeCfgNode(CfgNode):
             raise ConfigError(f"config file not found: {filename} (a _BASE_ path is relative to "
                               f"the file that names it)")
         try:
+            if "://" not in str(filename):  # the file's own shape first (fvcore assumes a dict)
+                with open(filename, encoding="utf-8") as f:
+                    top = yaml.safe_load(f)
+                if top is None:
+                    return {}
+                if not isinstance(top, dict):
+                    raise ConfigError(f"config file {filename} holds a YAML "
+                                      f"{type(top).__name__}, not a mapping of config keys")
             loaded = super().load_yaml_with_base(filename, allow_unsafe=False)
         except yaml.constructor.ConstructorError as e:
             tag = getattr(e, "problem", "") or ""
@@ -70,11 +78,6 @@ class SafeCfgNode(CfgNode):
                 f"configs with yaml.safe_load only: replace the tagged value by a plain value "
                 f"(string, number, list or mapping). ({str(e).strip().splitlines()[-1]})"
             ) from e
-        if loaded is None:
-            return {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {filename} holds a YAML {type(loaded).__name__}, "
-                              f"not a mapping of config keys")
         return loaded
 
     @classmethod

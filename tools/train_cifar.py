@@ -94,6 +94,8 @@ def _seed(seed: int):
 
 def run_one(args, model_name: str | None, out_dir: str) -> dict:
     """Train one classifier, measure it, write its report into ``out_dir``; return the report."""
+    if getattr(args, "export_backbone_for", ""):  # a bad detector yaml fails now, not after training
+        get_odedet_cfg().merge_from_file(args.export_backbone_for)
     _seed(args.seed)
     data = load_classification_data(
         args.dataset, args.data_root, seed=args.seed, channels=input_channels(model_name),

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from .fixed_grid import FAST_METHODS, odeint_fixed, odeint_fixed_adjoint
+from .fixed_grid import FAST_METHODS, _AutocastState, odeint_fixed, odeint_fixed_adjoint
 from .solver import ODESolverError, SolverOptions
 
 
@@ -223,6 +223,7 @@ class _AdjointGuard(torch.autograd.Function):
             inner_x = x.detach().requires_grad_(x.requires_grad)
             out = block._solve(inner_x, opts)
         ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (inner_x, out), params
+        ctx.autocast = _AutocastState(x.device.type)
         return out.detach()
 
     @staticmethod
@@ -232,7 +233,8 @@ class _AdjointGuard(torch.autograd.Function):
         ctx.inner = None  # free the nested graph once used
         wrt = ([inner_x] if inner_x.requires_grad else []) + list(ctx.params)
         try:
-            grads = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
+            with ctx.autocast():  # backward re-evaluations in the forward's precision
+                grads = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
         except AssertionError as e:
             raise block._solver_error(e, opts, backward=True) from e
         # Blame the solve only when what came in was finite (a NaN loss is reported elsewhere).
