@@ -39,6 +39,7 @@ from odedet.ode import nfe_counts, reset_nfe, set_solver, solver_options_from_cf
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"ode_resnet18": "configs/Depth/ode_resnet18_scenes.yaml",
            "vgg16": "configs/Depth/vgg16_scenes.yaml",
+           "ode_vgg16": "configs/Depth/ode_vgg16_scenes.yaml",  # issue 17's ODE encoder
            "resnet18": "configs/Depth/resnet18_scenes.yaml"}
 # Test-time solvers tried on the trained ODE model after the config's own (label, SolverOptions
 # changes).

@@ -63,3 +63,13 @@ def test_study_trains_writes_json_skips_done_runs_and_tabulates(tmp_path, tiny_s
     assert "3-iteration schedule" in table and "0.0001-minute training budget" in table
     assert "Test-time solver sweep: `ode_vgg16`" in table
     assert table.count("| ODE-VGG-16") == 1
+
+
+def test_write_doc_replaces_only_the_generated_block(tmp_path):
+    tool = _tool()
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"# Title\nintro\n{tool.BEGIN}\nold\n{tool.END}\noutro\n")
+    tool.write_doc(str(doc), "| new |")
+    text = doc.read_text()
+    assert text.startswith("# Title\nintro\n") and text.endswith(f"{tool.END}\noutro\n")
+    assert "| new |" in text and "old" not in text
