@@ -75,6 +75,7 @@ def add_optimizer_config(cfg):
 # odedet at import time (those modules import odedet.config themselves: no import cycles).
 _EXTENSIONS = [
     "odedet.config:add_ode_config",
+    "odedet.ode.training:add_ode_training_config",
     "odedet.config:add_optimizer_config",
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
