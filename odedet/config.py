@@ -91,6 +91,7 @@ def add_first_step_config(cfg):
 # odedet at import time (those modules import odedet.config themselves: no import cycles).
 _EXTENSIONS = [
     "odedet.config:add_ode_config",
+    "odedet.ode.training:add_ode_training_config",
     "odedet.config:add_optimizer_config",
     "odedet.config:add_first_step_config",
     "odedet.engine.budget:add_budget_config",

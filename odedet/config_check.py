@@ -265,6 +265,13 @@ def check_config(cfg: CfgNode) -> None:
                 f"{list(ODE_STAGE_NAMES)}"
             )
         _positive(cfg, "MODEL.ODE.GN_GROUPS")
+        if "TRAIN_SOLVERS" in cfg.MODEL.ODE:  # solver sampling, STEER, RNODE (odedet.ode.training)
+            from odedet.ode.training import ODETrainingOptions
+
+            try:
+                ODETrainingOptions.from_cfg(cfg)
+            except ValueError as e:
+                raise ConfigError(str(e)) from e
         _positive(cfg, "MODEL.ODE.AUGMENT_CHANNELS", allow_zero=True)
     for key in ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.CHECKPOINT_PERIOD"):
         _positive(cfg, key)
