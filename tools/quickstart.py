@@ -27,6 +27,7 @@ import time
 import cv2
 import numpy as np
 import torch
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
@@ -36,6 +37,7 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
 from odedet import get_odedet_cfg
+from odedet.config_check import config_file_arg
 from odedet.data.synthetic_shapes import (
     ShapesParams,
     dataset_dir,
@@ -55,8 +57,9 @@ QUICK_PARAMS = ShapesParams(num_train=32, num_val=8)  # --quick: a dataset made 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--output-dir", default="output/quickstart", help="where runs go")
-    p.add_argument("--config-file", default=None,
-                   help="train this config instead of the ODE quickstart model")
+    p.add_argument("--config-file", default=None, type=config_file_arg,
+                   help="train this config (a path, or a name under configs/) instead of the "
+                   "ODE quickstart model")
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
     p.add_argument("--budget-min", type=float, default=10.0,

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""One command for the ResNet vs ODE-Net study: detection, depth and classification on the
-embedded datasets, plus memory/overhead/model-cost benchmarks, into one markdown report.
+"""The ResNet vs ODE-Net report: studies and benchmarks into REPORT.md and README's Results.
+
+One command for the study: detection, depth and classification on the embedded datasets, plus
+memory/overhead/model-cost benchmarks, into one markdown report.
 
   python tools/report.py                 # run missing studies, reuse finished ones, write report
   python tools/report.py --quick         # smoke run: tiny settings everywhere (minutes)

@@ -20,10 +20,11 @@ import sys
 
 import numpy as np
 import torch
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.modeling import build_model
 
-import odedet  # noqa: F401  (registers models, datasets, evaluators)
 from odedet.config import get_odedet_cfg
+from odedet.config_check import config_file_arg
 from odedet.data.classification import DATASET_NAMES, build_loaders, load_classification_data
 from odedet.engine.classification import train_classifier
 from odedet.evaluation.classification import evaluate_classifier
@@ -59,8 +60,10 @@ def _common_args(s, paper: bool):
         s.add_argument("--model", default=None,
                        help="a preset (see `list`); default mnist-odenet, or none with "
                             "--config-file (then that file's backbone is used)")
-        s.add_argument("--config-file", default="", help="detectron2/odedet yaml: its backbone")
+        s.add_argument("--config-file", default="", type=config_file_arg,
+                       help="detectron2/odedet yaml (a path, or a name under configs/): its backbone")
         s.add_argument("--export-backbone-for", default="", metavar="DETECTOR_YAML",
+                       type=config_file_arg,
                        help="also write backbone_for_detector.pth loadable by MODEL.WEIGHTS")
     s.add_argument("--dataset", default="digits", choices=DATASET_NAMES)
     s.add_argument("--data-root", default=None, help="default: $DETECTRON2_DATASETS or datasets")

@@ -17,12 +17,12 @@ from collections import defaultdict
 
 import cv2
 import numpy as np
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
-import odedet  # noqa: F401  (registers odedet's datasets)
 from odedet.data.datasets import add_dataset_arguments, register_from_args, validate_datasets
 from odedet.data.image_io import read_image
 
