@@ -215,8 +215,11 @@ def main(argv=None):
     print(f"\nHeld-out split {val_set}: COCO box AP/AP50, P/R/F1 at IoU 0.5 (%):")
     print_table(rows)
     summary = os.path.join(args.output_dir, "quickstart_results.json")
-    with open(summary, "w") as f:
-        json.dump(rows, f, indent=2)
+    from odedet.benchmarks.output import command_line, environment
+
+    with open(summary, "w") as f:  # "_" keys: where and how it was measured, not models
+        json.dump({**rows, "_environment": environment(), "_command": command_line()}, f,
+                  indent=2)
     for name, r in rows.items():
         print(f"{name}: checkpoint, metrics.json, TensorBoard events and COCO results in "
               f"{os.path.abspath(r['output_dir'])}; visualised detections in "

@@ -191,6 +191,7 @@ def main(argv=None):
     setup_logger(name="detectron2", abbrev_name="d2")
     os.makedirs(args.output_dir, exist_ok=True)
 
+    load_at_start = f"{os.getloadavg()[0]:.1f}"
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or not names:
@@ -221,6 +222,10 @@ def main(argv=None):
               f"{row['AbsRel']:.3f}; {row['iters']} of the recipe's {row['recipe_iters']} "
               f"iterations, {row['train_seconds'] / 60:.1f} min of training at "
               f"{row['s_per_iter']:.3f} s/iter, budget {args.budget_min:g} min)")
+    from odedet.benchmarks.output import command_line, environment
+
+    results["environment"], results["command"] = environment(), command_line()
+    results["load_average_at_start"] = load_at_start
     with open(os.path.join(args.output_dir, "quickstart_depth.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"Results: {os.path.join(args.output_dir, 'quickstart_depth.json')}; examples: "

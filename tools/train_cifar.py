@@ -187,9 +187,12 @@ def run_paper_table(args) -> dict:
             f"2 training steps at batch {args.memory_batch or args.batch_size}. Paper: MNIST.\n")
     with open(os.path.join(args.output_dir, "paper_table1.md"), "w") as f:
         f.write(table + "\n" + note)
+    from odedet.benchmarks.output import command_line, environment
+
     with open(os.path.join(args.output_dir, "paper_table1.json"), "w") as f:
         json.dump({n: {k: r[k] for k in ("run", "cost", "memory", "train")} | {
-            "test_error": 1 - r["test"]["top1"]} for n, r in reports.items()}, f, indent=2)
+            "test_error": 1 - r["test"]["top1"]} for n, r in reports.items()}
+            | {"_environment": environment(), "_command": command_line()}, f, indent=2)
     print(table + "\n" + note)
     return reports
 
