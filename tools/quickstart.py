@@ -25,7 +25,6 @@ import os
 import time
 
 import cv2
-import numpy as np
 import torch
 import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -45,6 +44,7 @@ from odedet.data.synthetic_shapes import (
     register_synthetic_shapes,
 )
 from odedet.engine import Trainer
+from odedet.engine.demo import titled_panels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {  # table name -> config
@@ -169,7 +169,8 @@ def visualize(cfg, model, dataset_name, out_dir, num, score):
         gt = Visualizer(rgb, meta, scale=3.0).draw_dataset_dict(d).get_image()
         pred = Visualizer(rgb, meta, scale=3.0).draw_instance_predictions(inst).get_image()
         name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
-        cv2.imwrite(os.path.join(out_dir, name), np.hstack([gt, pred])[:, :, ::-1])
+        both = titled_panels([gt, pred], ["ground truth", f"prediction (score >= {score:g})"])
+        cv2.imwrite(os.path.join(out_dir, name), both[:, :, ::-1])
     return out_dir
 
 

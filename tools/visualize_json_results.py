@@ -6,7 +6,7 @@
       --dataset odedet_shapes_val --output vis/val
 
 Each output image is the predictions (score >= --conf-threshold) on the left and the ground
-truth on the right. The json is what COCOEvaluator writes during evaluation
+truth on the right, each under its title. The json is what COCOEvaluator writes during evaluation
 (``coco_instances_results.json``: image_id, category_id in the dataset's ids, bbox XYWH, score).
 """
 import argparse
@@ -25,6 +25,7 @@ from detectron2.utils.visualizer import Visualizer
 
 from odedet.data.datasets import add_dataset_arguments, register_from_args, validate_datasets
 from odedet.data.image_io import read_image
+from odedet.engine.demo import titled_panels
 
 logger = setup_logger(name="odedet")
 
@@ -90,7 +91,9 @@ def main(argv=None):
         pred = Visualizer(img, meta).draw_instance_predictions(inst).get_image()
         gt = Visualizer(img, meta).draw_dataset_dict(dic).get_image()
         path = os.path.join(args.output, os.path.basename(dic["file_name"]))
-        cv2.imwrite(path, np.ascontiguousarray(np.concatenate([pred, gt], axis=1)[:, :, ::-1]))
+        both = titled_panels([pred, gt], [f"prediction (score >= {args.conf_threshold:g})",
+                                          "ground truth"])
+        cv2.imwrite(path, np.ascontiguousarray(both[:, :, ::-1]))
     logger.info(f"wrote {len(dicts)} image(s) to {args.output}")
     return len(dicts)
 
