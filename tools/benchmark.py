@@ -29,8 +29,17 @@ def _kv_pairs(items) -> dict:
         name, sep, path = item.partition("=")
         if not sep:
             raise SystemExit(f"--model-config expects NAME=path.yaml, got {item!r}")
-        out[name] = path
+        try:
+            out[name] = _config(path)
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"--model-config {item}: {e}") from None
     return out
+
+
+def _config(value):
+    from odedet.config_check import config_file_arg  # a path, or a name under configs/
+
+    return config_file_arg(value)
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
@@ -111,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tolerance", help="accuracy vs NFE/latency over evaluation tolerances")
     _common(p, "tolerance")
-    p.add_argument("--config-file", required=True, help="config of the trained model")
+    p.add_argument("--config-file", required=True, type=_config,
+                   help="config of the trained model (a path, or a name under configs/)")
     p.add_argument("--weights", required=True, help="checkpoint (.pth) of the trained model")
     p.add_argument("--tolerances", type=float, nargs="*", default=None)
     p.add_argument("--method", default="dopri5", help="adaptive method used for the sweep")

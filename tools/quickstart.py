@@ -24,8 +24,8 @@ import json
 import os
 
 import cv2
-import numpy as np
 import torch
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
@@ -33,12 +33,14 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
 from odedet import get_odedet_cfg
+from odedet.config_check import config_file_arg
 from odedet.data.synthetic_shapes import (
     ShapesParams,
     dataset_dir,
     ensure,
     register_synthetic_shapes,
 )
+from odedet.engine.demo import titled_panels
 from odedet.engine.runs import scale_schedule, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,8 +54,9 @@ QUICK_PARAMS = ShapesParams(num_train=32, num_val=8)  # --quick: a dataset made 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--output-dir", default="output/quickstart", help="where runs go")
-    p.add_argument("--config-file", default=None,
-                   help="train this config instead of the ODE quickstart model")
+    p.add_argument("--config-file", default=None, type=config_file_arg,
+                   help="train this config (a path, or a name under configs/) instead of the "
+                   "ODE quickstart model")
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
     p.add_argument("--budget-min", type=float, default=10.0,
@@ -117,7 +120,8 @@ def visualize(cfg, model, dataset_name, out_dir, num, score):
         gt = Visualizer(rgb, meta, scale=3.0).draw_dataset_dict(d).get_image()
         pred = Visualizer(rgb, meta, scale=3.0).draw_instance_predictions(inst).get_image()
         name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
-        cv2.imwrite(os.path.join(out_dir, name), np.hstack([gt, pred])[:, :, ::-1])
+        both = titled_panels([gt, pred], ["ground truth", f"prediction (score >= {score:g})"])
+        cv2.imwrite(os.path.join(out_dir, name), both[:, :, ::-1])
     return out_dir
 
 
@@ -163,8 +167,11 @@ def main(argv=None):
     print(f"\nHeld-out split {val_set}: COCO box AP/AP50, P/R/F1 at IoU 0.5 (%):")
     print_table(rows)
     summary = os.path.join(args.output_dir, "quickstart_results.json")
-    with open(summary, "w") as f:
-        json.dump(rows, f, indent=2)
+    from odedet.benchmarks.output import command_line, environment
+
+    with open(summary, "w") as f:  # "_" keys: where and how it was measured, not models
+        json.dump({**rows, "_environment": environment(), "_command": command_line()}, f,
+                  indent=2)
     for name, r in rows.items():
         print(f"{name}: checkpoint, metrics.json, TensorBoard events and COCO results in "
               f"{os.path.abspath(r['output_dir'])}; visualised detections in "
