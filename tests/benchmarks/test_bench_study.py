@@ -68,3 +68,19 @@ def test_budget_stop_checkpoints_and_the_next_call_resumes(tmp_path, monkeypatch
     r = json.load(open(res / "r18_fpn.json"))
     assert r["iters_timed"] == 4  # 1 before the stop + 3 after resuming at iteration 1
     assert r["train_peak_mb"] is None  # --no-memory
+
+
+@pytest.mark.slow
+def test_time_iters_measures_every_model_and_estimates_the_study(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = _study().main(["--quick", "--time-iters", "1", "--max-iter", "1000",
+                         "--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path)])
+    assert set(out["s_per_iter"]) == {"ODE-R18-FPN", "R-18-FPN"}
+    assert all(t["median_s"] > 0 and t["n"] == 1 for t in out["s_per_iter"].values())
+    est = out["estimate"]
+    assert est["max_iter"] == 1000 and set(est["training_hours_per_run"]) == {"ode_r18_fpn",
+                                                                             "r18_fpn"}
+    assert est["training_hours_total"] == pytest.approx(
+        sum(t["median_s"] for t in out["s_per_iter"].values()) * 1000 / 3600)
+    with open(tmp_path / "timing.json") as f:
+        assert json.load(f)["iters_timed"] == 1
