@@ -282,13 +282,19 @@ class _AdjointGuard(torch.autograd.Function):
         block, opts = ctx.block, ctx.opts
         ctx.inner = None  # free the nested graph once used
         wrt = ([inner_x] if inner_x.requires_grad else []) + list(ctx.params)
+        if not torch.isfinite(grad_out).all():
+            # NaN/inf from the loss or a later layer: the gradients are undefined, and solving
+            # backwards with them would blame this block; detectron2's NaN-loss check (or the
+            # optimizer's) reports the divergence instead.
+            nan = [torch.full_like(w, float("nan")) for w in wrt]
+            grad_x = nan.pop(0) if inner_x.requires_grad else None
+            return (None, None, grad_x, *nan)
         try:
             with ctx.autocast():  # backward re-evaluations in the forward's precision
                 grads = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
         except AssertionError as e:
             raise block._solver_error(e, opts, backward=True) from e
-        # Blame the solve only when what came in was finite (a NaN loss is reported elsewhere).
-        if torch.isfinite(grad_out).all() and not all(
+        if not all(
             g is None or torch.isfinite(g).all() for g in grads
         ):
             raise block._solver_error(AssertionError("non-finite values in state"), opts,
