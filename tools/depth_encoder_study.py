@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import glob
 import json
+import math
 import os
 import platform
 import subprocess
@@ -76,7 +77,6 @@ SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
          ("euler step 0.5", dict(method="euler", step_size=0.5)),
          ("midpoint step 0.5", dict(method="midpoint", step_size=0.5)),
          ("rk4 step 1", dict(method="rk4", step_size=1.0)),
-         ("rk4 step 0.25", dict(method="rk4", step_size=0.25)),
          ("dopri5 tol 1e-1", dict(method="dopri5", rtol=1e-1, atol=1e-1, step_size=0.0)),
          ("dopri5 tol 1e-3", dict(method="dopri5", rtol=1e-3, atol=1e-3, step_size=0.0))]
 FULL_ITERS = 4500
@@ -106,6 +106,38 @@ def git_commit():
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
+
+
+def encoder_macs(backbone, height=48, width=64):
+    """Multiply-accumulates of one (height x width) image through the encoder, counted on every
+    convolution call (so an ODE block counts once per f-evaluation of its test solver), and
+    their share by the convolution's output stride."""
+    import torch
+    from odedet.ode.dynamics import ConcatConv2d
+
+    per, handles = {}, []
+
+    def count(conv, out, in_channels):
+        stride = 2 ** round(math.log2(max(1.0, height / out.shape[-2])))
+        n = out.shape[-2] * out.shape[-1] * conv.out_channels * in_channels * \
+            conv.kernel_size[0] * conv.kernel_size[1] // conv.groups
+        per[stride] = per.get(stride, 0) + n
+
+    for m in backbone.modules():
+        if isinstance(m, ConcatConv2d):  # F.conv2d on the weight: count the wrapper
+            handles.append(m.register_forward_hook(
+                lambda mod, i, o: count(mod.conv, o, mod.conv.in_channels - 1)))
+        elif isinstance(m, torch.nn.Conv2d):  # (ConcatConv2d's inner conv is never called)
+            handles.append(m.register_forward_hook(lambda mod, i, o: count(mod, o, mod.in_channels)))
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        backbone(torch.zeros(1, 3, height, width))
+    backbone.train(was_training)
+    for h in handles:
+        h.remove()
+    total = sum(per.values())
+    return dict(mmac=total / 1e6, share_by_stride={str(k): v / total for k, v in sorted(per.items())})
 
 
 class _Stop(Exception):
@@ -205,7 +237,8 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
         return res["depth"], time.perf_counter() - t, nfe_counts(model)["forward"] / n
 
     metrics, eval_s, nfe = evaluate()
-    row = dict(variant=variant, label=label, factor=factor, config=config, overrides=overrides,
+    macs = encoder_macs(model.backbone)
+    row = dict(encoder_macs=macs, variant=variant, label=label, factor=factor, config=config, overrides=overrides,
                iters=done, recipe_iters=iters, budget_min=budget_min,
                budget_refits=fit.refits if fit else [], seed=seed, params=params,
                backbone_params=backbone_params, train_seconds=train_s, s_per_iter=train_s / done, eval_seconds=eval_s,
@@ -259,12 +292,17 @@ def tables(rows=None):
         else:
             title = f"{key[1]}-iteration schedule (the recipe's cosine schedule, shortened)"
         out += [f"#### {title}", "",
-                "| variant | factor | seed | params | AbsRel | delta1 | RMSE | iterations | "
-                "train s | s/iter | f-evals/image |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| variant | factor | seed | params | encoder MMAC/image (at stride 1-2) | AbsRel | "
+                "delta1 | RMSE | iterations | train s | s/iter | f-evals/image |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in group:
             m = r["metrics"]
+            mac = r.get("encoder_macs")
+            fine = sum(v for k, v in mac["share_by_stride"].items() if int(k) <= 2) if mac else 0
+            mac = (f"{mac['mmac']:.0f} ({100 * fine:.0f}%)"
+                   if mac else "")
             out.append(f"| {r['label']} (`{r['variant']}`) | {r['factor']} | {r['seed']} | "
-                       f"{r['params'] / 1e6:.3f} M | {m['AbsRel']:.4f} | {m['delta1']:.4f} | "
+                       f"{r['params'] / 1e6:.3f} M | {mac} | {m['AbsRel']:.4f} | {m['delta1']:.4f} | "
                        f"{m['RMSE']:.3f} | {r['iters']} | {r['train_seconds']:.0f} | "
                        f"{r['s_per_iter']:.3f} | {r['nfe_per_image']:g} |")
         seeds = {}
