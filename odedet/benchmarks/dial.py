@@ -227,7 +227,7 @@ def run(args) -> dict:
         f"Accuracy: COCO box AP/AP50 and P/R/F1 at IoU 0.5 (%) on {args.dataset_used}"
         + (f" (first {args.max_images} images)" if args.max_images else "")
         + "; nfe_per_image = forward f-evaluations of all ODE blocks per image.",
-        f"Latency: whole detector (preprocessing, backbone, RPN, ROI heads, postprocessing), "
+        f"Latency: whole detector forward (normalisation and padding, backbone, RPN, ROI heads, box postprocessing; the image already decoded and resized), "
         f"batch 1, {env.get('torch threads')} torch thread(s), over the first "
         f"{args.latency_images} held-out images; median of {args.repeat} interleaved rounds "
         "after 1 warm-up round; latency_cpu_ms is this process's CPU time over the same calls.",
