@@ -61,7 +61,9 @@ def regulariser_integrands(func, names: tuple, eps: torch.Tensor | None):
             # Without outer gradients (or a state that needs none) differentiate at a fresh leaf.
             h_ = h if (outer and h.requires_grad) else h.detach().requires_grad_(True)
             f = func(t, h_)
-            (vjp,) = torch.autograd.grad(f, h_, eps, create_graph=outer)
+            (vjp,) = torch.autograd.grad(f, h_, eps, create_graph=outer, allow_unused=True)
+        if vjp is None:  # f does not depend on h: a zero Jacobian
+            vjp = torch.zeros_like(h)
         if not outer:
             f = f.detach()
         out = [f]

@@ -26,9 +26,11 @@ import dataclasses
 import math
 
 import numpy as np
+import torch
 from torch import nn
 
 from .block import ODEBlock
+from .fixed_grid import fixed_grid
 from .regularisers import NOISE_KINDS
 from .solver import FIXED_GRID_METHODS, SolverOptions
 
@@ -99,16 +101,12 @@ class SolverChoice:
 
 
 def step_size_for(t_end: float, steps: int) -> float:
-    """A step size whose grid over [0, t_end] (torchdiffeq's construction, float32 time) has
-    exactly ``steps`` steps: T / steps, nudged up where rounding would add a sliver step."""
-    import torch
-
-    from .fixed_grid import fixed_grid
-
+    """A step size whose grid over [0, t_end] (torchdiffeq's construction, in float32 and float64
+    time) has exactly ``steps`` steps: T / steps, nudged up where rounding would add a sliver."""
     size = t_end / steps
-    t = torch.tensor([0.0, t_end])
+    ts = [torch.tensor([0.0, t_end], dtype=d) for d in (torch.float32, torch.float64)]
     for _ in range(64):
-        if len(fixed_grid(t[0], t[1], size)) == steps + 1:
+        if all(len(fixed_grid(t[0], t[1], size)) == steps + 1 for t in ts):
             return size
         size *= 1 + 2**-20
     raise AssertionError(f"no step size gives {steps} steps over [0, {t_end}]")  # unreachable

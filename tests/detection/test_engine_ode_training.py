@@ -104,3 +104,44 @@ def test_trainer_logs_regulariser_losses_and_draws(tmp_path, adjoint, one_torch_
     opts = ODETrainingOptions.from_cfg(cfg)
     assert hist["ode/train_solver"] == [opts.draw(i, 4)[0][0] for i in range(3)]
     assert all(b.train_draw is None for _, b in iter_ode_blocks(trainer.model))
+
+
+def test_hook_logs_per_block_draws_and_is_idle_by_default():
+    """ODETrainingHook on a bare model: per-block solver indices under TRAIN_SAMPLE_PER block,
+    nothing at all (no scalars, no draws) with the default keys."""
+    import types
+
+    from torch import nn
+
+    from odedet import get_odedet_cfg
+    from odedet.engine.hooks import ODETrainingHook
+    from odedet.ode import ODEBlock, SolverOptions
+    from odedet.ode.training import ODETrainingOptions
+
+    class Zero(nn.Module):
+        def forward(self, t, h):
+            return 0 * h
+
+    opts = SolverOptions("euler", step_size=1.0, adjoint=False)
+    model = nn.Sequential(ODEBlock(Zero(), train_solver=opts), ODEBlock(Zero(), train_solver=opts))
+    for keys, expect in (
+        ({}, set()),
+        ({"TRAIN_SOLVERS": ["euler:1", "rk4:2"], "TRAIN_SAMPLE_PER": "block"},
+         {"ode/train_solver/0", "ode/train_solver/1", "ode/train_t_end"}),
+    ):
+        cfg = get_odedet_cfg()
+        for k, v in keys.items():
+            cfg.MODEL.ODE[k] = v
+        hook = ODETrainingHook(ODETrainingOptions.from_cfg(cfg))
+        with EventStorage() as storage:
+            hook.trainer = types.SimpleNamespace(model=model, iter=4, storage=storage)
+            hook.before_train()
+            hook.before_step()
+            assert set(storage.latest()) == expect
+            if expect:
+                draws = hook.options.draw(4, 2)
+                assert [storage.latest()[f"ode/train_solver/{i}"][0] for i in "01"] == [
+                    d[0] for d in draws]
+                assert all(b.train_draw is not None for b in model)
+            hook.after_train()
+        assert all(b.train_draw is None for b in model)

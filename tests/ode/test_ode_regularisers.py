@@ -21,6 +21,15 @@ class ChannelLinear(nn.Module):
         return torch.einsum("ij,njhw->nihw", self.A, h)
 
 
+class Constant(nn.Module):
+    def __init__(self, b):
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(b))
+
+    def forward(self, t, h):
+        return self.b * torch.ones_like(h)
+
+
 def _solve(func, x, t_end, opts, names, eps=None):
     return odeint_regularised(func, x, t_end, opts, names, eps, tuple(func.parameters()))
 
@@ -155,6 +164,12 @@ def test_regularisers_only_in_training_and_off_by_default():
     block(x)
     # Euler, one step of 1 from h = 1 with A = I: f = h = 1 at t = 0, so KE = 1 * 1.
     assert block.regularisers["kinetic"].item() == pytest.approx(1.0)
+    # f independent of h (f = b, constant): zero Jacobian, KE = b^2 T
+    const = ODEBlock(Constant(0.5), t_end=2.0,
+                     train_solver=SolverOptions("rk4", step_size=0.5, adjoint=False))
+    const.set_regularisers(("kinetic", "jacobian"))
+    const(x)
+    assert {k: v.item() for k, v in const.regularisers.items()} == {"kinetic": 0.5, "jacobian": 0}
     with pytest.raises(ValueError, match="unknown ODE regulariser"):
         block.set_regularisers(("speed",))
     with pytest.raises(ValueError, match="rademacher"):

@@ -139,8 +139,10 @@ def test_random_end_time_is_uniform_and_evaluation_uses_t_end():
 def test_step_size_gives_exactly_the_number_of_steps(steps):
     for t_end in np.linspace(0.3, 1.7, 57):
         size = step_size_for(float(t_end), steps)
-        t = torch.tensor([0.0, float(t_end)])
-        assert len(fixed_grid(t[0], t[1], size)) == steps + 1
+        for dtype in (torch.float32, torch.float64):
+            t = torch.tensor([0.0, float(t_end)], dtype=dtype)
+            assert len(fixed_grid(t[0], t[1], size)) == steps + 1
+        assert size == pytest.approx(t_end / steps, rel=1e-5)
 
 
 def test_attach_adds_weighted_regulariser_losses_to_the_loss_dict():
