@@ -5,7 +5,7 @@ The committed result files docs/results/<study>.json (each with the machine, loa
 was measured with) are the source: without --run nothing is computed, so on any clone
 
   python tools/report.py                  # REPORT.md + docs/figures/*.png from docs/results
-  python tools/report.py --update-readme  # also README.md's generated Results block
+  python tools/report.py --update-readme  # also the Results blocks of README, docs/benchmarks.md
 
 regenerates the report, the figures and the README block. To measure again:
 
@@ -91,9 +91,12 @@ def main(argv=None) -> int:
     text = write_report(docs, args.out, fig_dir)
     print(text)
     print(f"[report] wrote {os.path.join(args.out, 'REPORT.md')}; figures in {fig_dir}")
-    if args.update_readme:
-        update_readme(docs, fig_dir, os.path.join(ROOT, "README.md"))
-        print("[report] updated README.md's Results block")
+    if args.update_readme:  # the front page's short block, and the full one in the docs
+        update_readme(docs, fig_dir, os.path.join(ROOT, "README.md"), headline=True)
+        bench = os.path.join(ROOT, "docs", "benchmarks.md")
+        if os.path.isfile(bench):
+            update_readme(docs, fig_dir, bench)
+        print("[report] updated the Results blocks of README.md and docs/benchmarks.md")
     return 0
 
 

@@ -272,6 +272,26 @@ def render(docs: dict, image_prefix: str) -> str:
     return "\n".join(parts)
 
 
+def render_headline(docs: dict, image_prefix: str) -> str:
+    """The README's short block: the targets, the headline figures and where the rest is."""
+    parts = [targets_section(docs).replace("## Targets\n", "", 1)]
+    if "depth" in docs:
+        d = docs["depth"]
+        keys = ["model", "params", "AbsRel", "delta1", "iters", "train_seconds", "s_per_iter"]
+        parts.append("Depth quickstart (held-out synthetic scenes, ODE-ResNet-18 encoder vs the "
+                     "mean-depth predictor):\n\n"
+                     + markdown_table(d["models"], [k for k in keys
+                                                    if any(k in r for r in d["models"])])
+                     + "\n" + _provenance(d))
+    if "memory" in docs and "memory_vs_depth.png" in docs["memory"].get("plots", []):
+        parts.append(f"![Peak training memory vs depth: the adjoint ODE block stays flat]"
+                     f"({image_prefix}memory_vs_depth.png)\n\n" + _provenance(docs["memory"]))
+    names = ", ".join(n for n in docs)
+    parts.append(f"All measured sections ({names}), with their figures: "
+                 "[docs/benchmarks.md](docs/benchmarks.md#results).\n")
+    return "\n".join(parts)
+
+
 def write_report(docs: dict, out: str, fig_dir: str) -> str:
     """Write ``<out>/REPORT.md`` (plots linked relative to it); returns its markdown."""
     os.makedirs(out, exist_ok=True)
@@ -281,13 +301,19 @@ def write_report(docs: dict, out: str, fig_dir: str) -> str:
     return text
 
 
-def update_readme(docs: dict, fig_dir: str, readme: str) -> None:
-    """Replace the README's generated block (between the results markers) with the report,
-    plots linked relative to the README (docs/figures/..., committed files)."""
+def update_readme(docs: dict, fig_dir: str, readme: str, headline: bool = False) -> None:
+    """Replace the generated block (between the results markers) of ``readme`` with the report
+    (or, ``headline``, with the front page's short block), plots linked relative to the file
+    (docs/figures/..., committed files)."""
     start, end = "<!-- results:start -->", "<!-- results:end -->"
     base = os.path.dirname(os.path.abspath(readme))
-    body = render(docs, os.path.relpath(fig_dir, base) + "/")
-    body = body.replace("# ResNet vs ODE-Net: the comparison report\n", "", 1).replace("## ", "### ")
+    prefix = os.path.relpath(fig_dir, base) + "/"
+    if headline:
+        body = render_headline(docs, prefix)
+    else:
+        body = render(docs, prefix)
+        body = body.replace("# ResNet vs ODE-Net: the comparison report\n", "", 1).replace(
+            "## ", "### ")
     text = open(readme).read()
     if start not in text or end not in text:
         raise KeyError(f"{readme} has no '{start}' ... '{end}' block to update")

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 
+import detectron2.utils.comm as comm
 from detectron2.config import CfgNode as CN
 from detectron2.engine import HookBase, TrainerBase
 from detectron2.utils.events import EventStorage
@@ -167,28 +168,41 @@ class TrainingBudget(HookBase):
         self._next_check = it + period if self.recheck_fraction > 0 else math.inf
 
     # -- fitting ------------------------------------------------------------------------------
-    def _projected(self, it, s_iter, max_iter):
-        return self.elapsed() + (max_iter - it - 1) * s_iter
+    def _synced(self, s_iter):
+        """(s/iter, elapsed) agreed by every process: the slowest. Fits and checks happen at
+        the same iterations on every rank (they depend on iteration counts only), so each rank
+        fits the same schedule and distributed training stays in step."""
+        elapsed = self.elapsed()
+        if comm.get_world_size() > 1:
+            gathered = comm.all_gather((s_iter, elapsed))
+            s_iter, elapsed = max(g[0] for g in gathered), max(g[1] for g in gathered)
+        return s_iter, elapsed
+
+    def _projected(self, it, s_iter, max_iter, elapsed):
+        return elapsed + (max_iter - it - 1) * s_iter
 
     def _check(self, it, s_iter):
         """Re-fit when the projected end misses the budget by > 2% late or > 5% early."""
         max_iter = self.trainer.max_iter
         if it >= 0.9 * max_iter:  # too late to re-fit without a jumpy schedule
             return
-        projected = self._projected(it, s_iter, max_iter)
+        s_iter, elapsed = self._synced(s_iter)
+        projected = self._projected(it, s_iter, max_iter, elapsed)
         recipe_max = self._recipe()[0]
         if projected > 1.02 * self.budget_s or (projected < 0.95 * self.budget_s
                                                 and max_iter < recipe_max):
-            self._fit(it, s_iter, first=False)
+            self._fit(it, s_iter, first=False, elapsed=elapsed)
 
-    def _fit(self, it, s_iter, first):
+    def _fit(self, it, s_iter, first, elapsed=None):
+        if elapsed is None:
+            s_iter, elapsed = self._synced(s_iter)
         recipe_max, _, _ = self._recipe()
-        remaining = self.budget_s - self.elapsed()
+        remaining = self.budget_s - elapsed
         fit = it + 1 + int(max(0.0, remaining) / s_iter) if s_iter > 0 else recipe_max
         new_max = max(it + 2, min(recipe_max, fit))
         self.fits.append(dict(iteration=it, s_per_iter=s_iter, max_iter=new_max))
         old_max = self.trainer.max_iter
-        projected = self._projected(it, s_iter, new_max)
+        projected = self._projected(it, s_iter, new_max, elapsed)
         if first and new_max == recipe_max:
             logger.info(f"Time budget {self.budget_s / 60:g} min: {s_iter:.3f} s/iter measured, "
                         f"the recipe's {recipe_max} iterations fit (about {projected / 60:.1f} "

@@ -19,6 +19,9 @@ def test_report_publishes_a_study_and_regenerates_from_committed_results(tmp_pat
     tool = _tool(monkeypatch, tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Results\n<!-- results:start -->\nold\n<!-- results:end -->\nkeep\n")
+    (tmp_path / "docs").mkdir()
+    bench = tmp_path / "docs/benchmarks.md"
+    bench.write_text("# B\n<!-- results:start -->\n<!-- results:end -->\n")
     out = tmp_path / "report"
     assert tool.main(["--out", str(out), "--quick", "--run", "overhead", "--publish",
                       "--update-readme"]) == 0
@@ -30,10 +33,12 @@ def test_report_publishes_a_study_and_regenerates_from_committed_results(tmp_pat
     assert "## Targets" in report and "Solver overhead (fixed grid)" in report
     assert "not measured (tools/benchmark.py memory)" in report  # absent studies say so
     assert "Reproduce: `" in report
-    text = readme.read_text()
+    text = readme.read_text()  # the front page: targets and a pointer to the full results
     assert "old" not in text and text.endswith("<!-- results:end -->\nkeep\n")
-    assert "### Solver overhead" in text and "](docs/figures/overhead.png)" in text
-    assert "output/" not in text.replace("--out output/", "")  # nothing links into output/
+    assert "| ODE block direct / unrolled stack time |" in text and "docs/benchmarks.md" in text
+    full = bench.read_text()
+    assert "### Solver overhead" in full and "](figures/overhead.png)" in full
+    assert "](output" not in text + full  # nothing links into output/
     png = tmp_path / "docs/figures/overhead.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size < 200_000
 
@@ -42,9 +47,9 @@ def test_report_publishes_a_study_and_regenerates_from_committed_results(tmp_pat
 
     shutil.rmtree(out)
     png.unlink()
-    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    bench.write_text("<!-- results:start -->\n<!-- results:end -->\n")
     assert tool.main(["--out", str(out), "--update-readme"]) == 0
-    assert png.is_file() and "### Solver overhead" in readme.read_text()
+    assert png.is_file() and "### Solver overhead" in bench.read_text()
     assert not (out / "benchmarks").exists()
 
 
@@ -52,6 +57,6 @@ def test_unpublished_runs_leave_the_committed_files_alone(tmp_path, monkeypatch)
     tool = _tool(monkeypatch, tmp_path)
     out = tmp_path / "report"
     assert tool.main(["--out", str(out), "--quick", "--run", "overhead"]) == 0
-    assert not (tmp_path / "docs").exists()
+    assert not (tmp_path / "docs").exists()  # nothing published
     assert (out / "figures/overhead.png").is_file()
     assert "](figures/overhead.png)" in (out / "REPORT.md").read_text()
