@@ -136,21 +136,49 @@ def load_cifar(root: str, variant: str = "cifar10", train: bool = True, download
     return ImageSet(np.ascontiguousarray(images), labels, list(classes))
 
 
+_MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _read_idx(path: str, ndim: int) -> np.ndarray:
+    """A uint8 idx file (MNIST's format: 2 zero bytes, type 0x08, ndim, big-endian sizes,
+    data) as an array; every malformation raises a DatasetError naming the file."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    head = 4 + 4 * ndim
+    if len(data) < head or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
+        raise DatasetError(f"malformed MNIST idx file {path}: expected a uint8 idx file with "
+                           f"{ndim} dimension(s) ({MNIST_LAYOUT})")
+    dims = struct.unpack(f">{ndim}I", data[4:head])
+    if len(data) - head != int(np.prod(dims, dtype=np.int64)):
+        raise DatasetError(f"malformed MNIST idx file {path}: its header says {dims} "
+                           f"({int(np.prod(dims, dtype=np.int64))} bytes of data) but it holds "
+                           f"{len(data) - head}; the file is truncated or corrupt")
+    return np.frombuffer(data, np.uint8, offset=head).reshape(dims)
+
+
 def load_mnist(root: str, train: bool = True, download=False) -> ImageSet:
-    """MNIST from its idx files under ``root/MNIST/raw`` (torchvision's raw layout)."""
-    try:
-        ds = tvd.MNIST(root, train=train, download=download)
-    except RuntimeError as e:
+    """MNIST from its (uncompressed) idx files under ``root/MNIST/raw`` (torchvision's raw
+    layout), read by odedet's checked idx reader: errors name the file."""
+    raw = os.path.join(root, "MNIST", "raw")
+    images_file, labels_file = (os.path.join(raw, n) for n in _MNIST_FILES[train])
+    if download and not (os.path.isfile(images_file) and os.path.isfile(labels_file)):
+        tvd.MNIST(root, train=train, download=True)
+    missing = [p for p in (images_file, labels_file) if not os.path.isfile(p)]
+    if missing:
         raise FileNotFoundError(
-            f"MNIST not found under {os.path.join(root, 'MNIST', 'raw')!r}: expected "
-            f"{root}/{MNIST_LAYOUT}; pass --download if the network allows"
-        ) from e
-    except (TypeError, ValueError, AssertionError, KeyError) as e:
-        raise DatasetError(
-            f"malformed MNIST idx file under {os.path.join(root, 'MNIST', 'raw')!r} "
-            f"({type(e).__name__}: {e}); expected {MNIST_LAYOUT}"
-        ) from e
-    return ImageSet(ds.data.numpy(), ds.targets.numpy(), [str(i) for i in range(10)])
+            f"MNIST not found under {raw!r} (missing {missing}): expected {root}/{MNIST_LAYOUT}; "
+            f"pass --download if the network allows"
+        )
+    images, labels = _read_idx(images_file, 3), _read_idx(labels_file, 1)
+    if len(images) != len(labels):
+        raise DatasetError(f"{images_file} holds {len(images)} images but {labels_file} "
+                           f"{len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DatasetError(f"{labels_file}: labels must be digits 0..9, got up to {labels.max()}")
+    return ImageSet(np.ascontiguousarray(images), labels, [str(i) for i in range(10)])
 
 
 def load_image_folder(root: str, size: int = 32) -> ImageSet:

@@ -3,8 +3,20 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from .formats import DepthDataError, _require_file, image_size_or_none, nyu_dataset_size
 from .formats import NYU_SIZE
+
+
+def _text_lines(path: str) -> list:
+    """The lines of a UTF-8 text file; a binary or mis-encoded file is a DepthDataError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DepthDataError(f"{path} is not a UTF-8 text file ({e}); expected one sample per "
+                             f"line") from e
 
 
 def load_depth_list(list_file: str, *, default_scale: float | None = None, check_files=True):
@@ -18,8 +30,7 @@ def load_depth_list(list_file: str, *, default_scale: float | None = None, check
     _require_file(list_file, "depth list file")
     base = os.path.dirname(os.path.abspath(list_file))
     dicts = []
-    with open(list_file) as f:
-        lines = [(i, ln.split()) for i, ln in enumerate(f, 1)]
+    lines = [(i, ln.split()) for i, ln in enumerate(_text_lines(list_file), 1)]
     for lineno, parts in lines:
         if not parts or parts[0].startswith("#"):
             continue
@@ -49,16 +60,17 @@ def load_nyu_labeled(mat_file: str, splits_file: str, split: str):
     """NYU Depth v2 labelled set, official/Eigen split: ``split`` "train" (795 images,
     ``trainNdxs``) or "test" (the 654 ``testNdxs`` of Eigen et al.'s evaluation), read from the
     official ``splits.mat`` (1-based MATLAB indices)."""
-    from scipy.io import loadmat
+    from .matfile import read_mat_arrays
 
     if split not in ("train", "test"):
         raise ValueError(f"NYU split must be 'train' or 'test', got {split!r}")
     n = nyu_dataset_size(mat_file)
     _require_file(splits_file, "NYU Depth v2 splits.mat")
     key = {"train": "trainNdxs", "test": "testNdxs"}[split]
+    mat = read_mat_arrays(splits_file)  # not scipy's loadmat: it crashes on corrupt files
     try:
-        indices = loadmat(splits_file)[key].reshape(-1).astype(int) - 1
-    except (KeyError, ValueError) as e:
+        indices = np.asarray(mat[key]).reshape(-1).astype(int) - 1
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise DepthDataError(f"{splits_file} has no usable {key!r} ({e})") from e
     if indices.size == 0 or indices.min() < 0 or indices.max() >= n:
         raise DepthDataError(f"{splits_file}: {key} must hold 1-based indices into the {n} "
@@ -79,8 +91,8 @@ def load_kitti_eigen(root: str, split_file: str):
     invalid). Lines without ground truth ("None") are skipped, as in the standard evaluation."""
     _require_file(split_file, "KITTI split file")
     dicts = []
-    with open(split_file) as f:
-        for lineno, line in enumerate(f, 1):
+    if True:  # (kept flat for the diff)
+        for lineno, line in enumerate(_text_lines(split_file), 1):
             parts = line.split()
             if not parts:
                 continue
