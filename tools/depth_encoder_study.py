@@ -60,8 +60,14 @@ VARIANTS = {
     # resolution and skip levels: the new ODE-VGG encoder and its ablations
     "ode_vgg16": (OVGG, [], "resolution / skips",
                   "ODE-VGG-16 1/4 width: level 1 at full resolution, 5 skips"),
-    "ode_vgg16_stride2": (OVGG, ["MODEL.ODE_VGG.STEM_STRIDE", "2"], "resolution / skips",
-                          "ODE-VGG-16, strided first conv (every level at half resolution)"),
+    # (5 levels at half resolution would end in a 1x1 map at stride 64 that GroupNorm cannot
+    # normalise at batch 1: the half-resolution variant keeps levels 1-4, strides 4-32.)
+    "ode_vgg16_stride2": (OVGG, ["MODEL.ODE_VGG.STEM_STRIDE", "2",
+                                 "MODEL.ODE_VGG.OUT_FEATURES", "['ode1','ode2','ode3','ode4']",
+                                 "MODEL.DEPTH.IN_FEATURES", "['ode1','ode2','ode3','ode4']"],
+                          "resolution / skips",
+                          "ODE-VGG-16 at half resolution: strided first conv, levels 1-4 "
+                          "(strides 4-32, 4 skips, as the ODE-ResNet)"),
     "ode_vgg16_skips4": (OVGG, ["MODEL.ODE_VGG.OUT_FEATURES", "['ode2','ode3','ode4','ode5']",
                                 "MODEL.DEPTH.IN_FEATURES", "['ode2','ode3','ode4','ode5']"],
                          "resolution / skips", "ODE-VGG-16 decoded from ode2..ode5 (4 skips)"),
@@ -69,6 +75,8 @@ VARIANTS = {
                         "ODE-VGG-16 without ODE blocks (transition convs only)"),
     "ode_vgg16_l2345": (OVGG, ["MODEL.ODE_VGG.ODE_LEVELS", "[2,3,4,5]"], "resolution / skips",
                         "ODE-VGG-16, no ODE block at full resolution (level 1: conv only)"),
+    "ode_vgg16_bnode": (OVGG, ["MODEL.ODE.NORM", "BN"], "dynamics norm",
+                        "ODE-VGG-16, BatchNorm instead of GroupNorm in the dynamics"),
     "ode_vgg16_euler": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
                                "euler"], "resolution / skips", "ODE-VGG-16, euler one step"),
 }
