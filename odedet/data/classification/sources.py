@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-
 import numpy as np
 import torch
 from torch.nn import functional as F
 from torchvision import datasets as tvd
+
+from ..safe_pickle import load_data_pickle
+from ..validation import DatasetError
 
 CIFAR_LAYOUT = {
     "cifar10": (
@@ -71,44 +72,68 @@ def load_digits(size: int = 28) -> ImageSet:
     return ImageSet(images, digits.target, [str(i) for i in range(10)])
 
 
-class _CIFAR10(tvd.CIFAR10):
-    """torchvision's CIFAR10 that accepts any files with the official names and pickle layout."""
-
-    def _check_integrity(self) -> bool:
-        names = [n for n, _ in self.train_list + self.test_list] + [self.meta["filename"]]
-        return all(os.path.isfile(os.path.join(self.root, self.base_folder, n)) for n in names)
-
-    def _load_meta(self) -> None:
-        path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-        with open(path, "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+# Official file names and keys of the CIFAR python pickles (as torchvision reads them).
+_CIFAR_FILES = {
+    "cifar10": dict(train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
+                    meta="batches.meta", names="label_names", labels="labels"),
+    "cifar100": dict(train=["train"], test=["test"], meta="meta", names="fine_label_names",
+                     labels="fine_labels"),
+}
 
 
-class _CIFAR100(_CIFAR10, tvd.CIFAR100):
-    """CIFAR-100 (fine labels) with the same relaxed check as :class:`_CIFAR10`."""
+def _cifar_batch(path: str, labels_key: str, layout: str):
+    """(images (N, 32, 32, 3) uint8, labels (N,)) of one CIFAR pickle, read without running
+    code (odedet.data.safe_pickle). Errors name the file and the expected layout."""
+    entry = load_data_pickle(path)
+    if not isinstance(entry, dict) or "data" not in entry or labels_key not in entry:
+        keys = sorted(map(str, entry))[:6] if isinstance(entry, dict) else type(entry).__name__
+        raise DatasetError(f"{path}: expected a dict with 'data' and {labels_key!r} ({layout}), "
+                           f"got {keys}")
+    data, labels = np.asarray(entry["data"]), np.asarray(entry[labels_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{path}: 'data' must be (N, 3072) uint8, got {data.dtype} "
+                           f"{data.shape}")
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{path}: {labels_key!r} must be {len(data)} integers, got "
+                           f"{labels.dtype} {labels.shape}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def load_cifar(root: str, variant: str = "cifar10", train: bool = True, download=False):
-    """CIFAR-10/100 from ``root/cifar-10-batches-py`` or ``root/cifar-100-python``."""
+    """CIFAR-10/100 from ``root/cifar-10-batches-py`` or ``root/cifar-100-python``: the official
+    python pickles (or re-saved subsets in the same layout), read with odedet's restricted
+    unpickler, so a hostile file is refused (UnsafeDataFileError), never run."""
     if variant not in CIFAR_LAYOUT:
         raise ValueError(f"unknown CIFAR variant {variant!r}: use one of {sorted(CIFAR_LAYOUT)}")
     folder, layout = CIFAR_LAYOUT[variant]
-    cls = _CIFAR10 if variant == "cifar10" else _CIFAR100
-    try:
-        ds = cls(root, train=train, download=download)
-    except RuntimeError as e:
+    spec = _CIFAR_FILES[variant]
+    base = os.path.join(root, folder)
+    names = spec["train"] + spec["test"] + [spec["meta"]]
+    if download and not all(os.path.isfile(os.path.join(base, n)) for n in names):
+        cls = tvd.CIFAR10 if variant == "cifar10" else tvd.CIFAR100
+        ds = cls.__new__(cls)  # only the md5-checked download + extraction, no pickle.load
+        ds.root = root
+        ds.download()
+    missing = [n for n in names if not os.path.isfile(os.path.join(base, n))]
+    if missing:
         raise FileNotFoundError(
-            f"{variant} not found under {os.path.join(root, folder)!r}: expected {root}/{layout}. "
-            f"Put the extracted official archive there, or pass --download if the network "
-            f"allows ({e})"
-        ) from e
-    except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-        raise ValueError(
-            f"malformed {variant} file under {os.path.join(root, folder)!r} ({type(e).__name__}: "
-            f"{e}); expected {layout} with 'data' (N, 3072) uint8 and labels"
-        ) from e
-    return ImageSet(np.ascontiguousarray(ds.data), np.asarray(ds.targets), list(ds.classes))
+            f"{variant} not found under {base!r} (missing {missing}): expected {root}/{layout}. "
+            f"Put the extracted official archive there, or pass --download if the network allows"
+        )
+    parts = [_cifar_batch(os.path.join(base, n), spec["labels"], layout)
+             for n in spec["train" if train else "test"]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    meta_path = os.path.join(base, spec["meta"])
+    meta = load_data_pickle(meta_path)
+    classes = meta.get(spec["names"]) if isinstance(meta, dict) else None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DatasetError(f"{meta_path}: expected a dict with a list of class names under "
+                           f"{spec['names']!r} ({layout})")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DatasetError(f"{base}: labels must be in [0, {len(classes)}) (the classes of "
+                           f"{meta_path}), got {labels.min()}..{labels.max()}")
+    return ImageSet(np.ascontiguousarray(images), labels, list(classes))
 
 
 def load_mnist(root: str, train: bool = True, download=False) -> ImageSet:
@@ -121,7 +146,7 @@ def load_mnist(root: str, train: bool = True, download=False) -> ImageSet:
             f"{root}/{MNIST_LAYOUT}; pass --download if the network allows"
         ) from e
     except (TypeError, ValueError, AssertionError, KeyError) as e:
-        raise ValueError(
+        raise DatasetError(
             f"malformed MNIST idx file under {os.path.join(root, 'MNIST', 'raw')!r} "
             f"({type(e).__name__}: {e}); expected {MNIST_LAYOUT}"
         ) from e
@@ -144,11 +169,11 @@ def load_image_folder(root: str, size: int = 32) -> ImageSet:
             f"no class folders with images under {root!r}: expected root/<class>/<image>.png|jpg "
             f"({e})"
         ) from e
+    from ..image_io import read_image
+
     images = np.empty((len(ds), size, size, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(ds.samples):
-        try:
-            with Image.open(path) as im:
-                images[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-        except OSError as e:
-            raise ValueError(f"cannot read image {path!r}: {e}") from e
+        # odedet's robust reader: truncated / not an image / odd modes -> BadImageError naming it
+        rgb = read_image(path, "RGB", dataset_name=root)
+        images[i] = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
     return ImageSet(images, np.asarray(ds.targets), list(ds.classes))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .formats import DepthDataError, _image_size, _require_file, nyu_dataset_size
+from .formats import DepthDataError, _require_file, image_size_or_none, nyu_dataset_size
 from .formats import NYU_SIZE
 
 
@@ -11,8 +11,10 @@ def load_depth_list(list_file: str, *, default_scale: float | None = None, check
     """The plain list-file format: one sample per line, ``<rgb> <depth> [<scale>]``, paths
     relative to the list file's folder (or absolute), depth a uint16 PNG holding depth * scale
     (0 = unknown). Blank lines and lines starting with '#' are skipped; ``<depth>`` may be
-    "None" for an image without ground truth. Image sizes are read from the first image only
-    (all images of a list must have one size)."""
+    "None" for an image without ground truth. Each image's size is read from its header, so
+    a list may mix image sizes (predictions are compared at each image's own size); an image
+    whose header cannot be read is kept, and the mapper then skips it in training (logged) or
+    stops evaluation naming it, as for detection images."""
     _require_file(list_file, "depth list file")
     base = os.path.dirname(os.path.abspath(list_file))
     dicts = []
@@ -38,9 +40,8 @@ def load_depth_list(list_file: str, *, default_scale: float | None = None, check
                           image_id=len(dicts)))
     if not dicts:
         raise DepthDataError(f"depth list file {list_file} lists no sample")
-    height, width = _image_size(dicts[0]["file_name"])
     for d in dicts:
-        d["height"], d["width"] = height, width
+        d["height"], d["width"] = image_size_or_none(d["file_name"])
     return dicts
 
 
@@ -93,7 +94,7 @@ def load_kitti_eigen(root: str, split_file: str):
             if depth is None:
                 raise DepthDataError(f"{split_file}:{lineno}: depth not found at {cands}")
             _require_file(rgb, f"KITTI image listed at {split_file}:{lineno}")
-            height, width = _image_size(rgb)  # KITTI drives differ in size by a few pixels
+            height, width = image_size_or_none(rgb)  # KITTI drives differ by a few pixels
             dicts.append(dict(file_name=rgb, depth_file_name=depth, depth_scale=256.0,
                               image_id=len(dicts), height=height, width=width))
     if not dicts:
