@@ -209,6 +209,11 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
     cfg.merge_from_list(list(overrides) + ["SOLVER.MAX_ITER", str(iters), "SEED", str(seed),
                                            "OUTPUT_DIR", os.path.join(output_dir, variant)]
                         + list(opts))
+    # The quickstarts' budget (odedet.engine.budget: times the first iterations and shortens
+    # the whole schedule in proportion); the stand-in hook below only where it is missing.
+    shared_budget = budget_min > 0 and "TIME_BUDGET" in cfg.SOLVER
+    if shared_budget:
+        cfg.SOLVER.TIME_BUDGET.MINUTES = budget_min
     cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
 
@@ -221,13 +226,13 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
     trainer = _StudyTrainer(cfg)
     trainer.resume_or_load(resume=False)
     fit = None
-    if budget_min > 0:
+    if budget_min > 0 and not shared_budget:
         fit = budget_hook(budget_min * 60, iters)
         trainer.register_hooks([fit])
     t0 = time.perf_counter()
     try:
         trainer.train()
-        done = iters
+        done = int(trainer.max_iter)  # the fitted schedule's length under a shared budget
     except _Stop:
         done = trainer.iter + 1  # detectron2's loop has run after_train (finally) already
     train_s = time.perf_counter() - t0
@@ -246,11 +251,13 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
 
     metrics, eval_s, nfe = evaluate()
     macs = encoder_macs(model.backbone)
-    row = dict(encoder_macs=macs, variant=variant, label=label, factor=factor, config=config, overrides=overrides,
+    row = dict(variant=variant, label=label, factor=factor, config=config, overrides=overrides,
                iters=done, recipe_iters=iters, budget_min=budget_min,
+               budget=getattr(trainer, "budget", None) and trainer.budget.summary,
                budget_refits=fit.refits if fit else [], seed=seed, params=params,
-               backbone_params=backbone_params, train_seconds=train_s, s_per_iter=train_s / done, eval_seconds=eval_s,
-               nfe_per_image=nfe, metrics=metrics, opts=list(opts), commit=git_commit(),
+               backbone_params=backbone_params, encoder_macs=macs, train_seconds=train_s,
+               s_per_iter=train_s / done, eval_seconds=eval_s, nfe_per_image=nfe,
+               metrics=metrics, opts=list(opts), commit=git_commit(),
                machine_start=start_machine, machine_end=machine(),
                finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     if sweep and list(iter_ode_blocks(model)):
