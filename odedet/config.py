@@ -57,6 +57,11 @@ def add_ode_config(cfg):
     # Step guard: an adaptive solve taking more steps than this stops with an error that says
     # what to change, instead of running for hours on a stiff problem.
     _C.MODEL.ODE.MAX_NUM_STEPS = 1000
+    # Residual blocks of each stage (res2..res5) that is NOT in MODEL.ODE.STAGES, for
+    # build_ode_resnet_backbone(_fpn); [] = the standard counts of MODEL.RESNETS.DEPTH
+    # (ResNet-18: 2 2 2 2). [1, 1, 1, 1] with STAGES [] is the ODE-ResNet with its ODE blocks
+    # removed (each stage only its strided transition block): the shallow ResNet baseline.
+    _C.MODEL.ODE.BLOCKS_PER_STAGE = []
 
 
 def add_optimizer_config(cfg):
@@ -86,12 +91,16 @@ def add_first_step_config(cfg):
 # odedet at import time (those modules import odedet.config themselves: no import cycles).
 _EXTENSIONS = [
     "odedet.config:add_ode_config",
+    "odedet.ode.training:add_ode_training_config",
     "odedet.config:add_optimizer_config",
     "odedet.config:add_first_step_config",
+    "odedet.engine.budget:add_budget_config",
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",
+    "odedet.modeling.backbone.ode_vgg:add_ode_vgg_config",  # issue 17: MODEL.ODE_VGG
     "odedet.modeling.classification.config:add_classification_config",
+    "odedet.modeling.checkpointing:add_memory_config",
 ]
 
 

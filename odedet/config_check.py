@@ -103,6 +103,69 @@ def make_safe(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+class ConfigNotFoundError(ConfigError, FileNotFoundError):
+    """A ``--config-file`` that is neither a file nor a name under the repository's configs/."""
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config_root() -> str:
+    """The folder config names are looked up in: ``$ODEDET_CONFIGS`` or the repository's
+    ``configs/``."""
+    return os.environ.get("ODEDET_CONFIGS") or os.path.join(REPO, "configs")
+
+
+def config_names(root: str | None = None) -> list[str]:
+    """Every config under :func:`config_root`, as paths relative to it (sorted)."""
+    root = root or config_root()
+    names = []
+    for folder, _, files in os.walk(root):
+        names += [os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/")
+                  for f in files if f.endswith((".yaml", ".yml"))]
+    return sorted(names)
+
+
+def resolve_config_file(name: str) -> str:
+    """The config file ``name`` stands for: a path (absolute, or from the working directory) if
+    it is one; else a name under the repository's ``configs/``: a relative path there
+    (``COCO-Detection/ode_faster_rcnn_R_101_FPN_scratch.yaml``, also with a leading ``configs/``
+    from any directory), or a file name found once anywhere under it
+    (``odenet_faster_rcnn.yaml``; ``.yaml`` may be left out). Otherwise
+    :class:`ConfigNotFoundError` listing close matches."""
+    if os.path.isfile(name):
+        return name
+    root = config_root()
+    rel = name.replace(os.sep, "/")
+    if rel.startswith("configs/"):
+        rel = rel[len("configs/"):]
+    with_ext = [rel] if rel.endswith((".yaml", ".yml")) else [rel, rel + ".yaml"]
+    for cand in with_ext:
+        if os.path.isfile(os.path.join(root, cand)):
+            return os.path.join(root, cand)
+    names = config_names(root)
+    bases = {os.path.basename(c) for c in with_ext}
+    hits = [n for n in names if os.path.basename(n) in bases]
+    if len(hits) == 1:
+        return os.path.join(root, hits[0])
+    if hits:
+        raise ConfigNotFoundError(f"config name {name!r} is ambiguous under {root}: give one of "
+                                  + ", ".join(hits))
+    by_base = {}
+    for n in names:
+        by_base.setdefault(os.path.basename(n), []).append(n)
+    close = []  # same file name first, then same path
+    for b in difflib.get_close_matches(os.path.basename(with_ext[-1]), list(by_base), n=5,
+                                       cutoff=0.6):
+        close += by_base[b]
+    close += [n for n in difflib.get_close_matches(with_ext[-1], names, n=5, cutoff=0.6)
+              if n not in close]
+    hint = ("close matches: " + ", ".join(close[:6])) if close else "no close match"
+    raise ConfigNotFoundError(
+        f"config file {name!r} not found, neither from {os.getcwd()} nor under {root} ({hint}; "
+        f"`python -m odedet configs` lists all {len(names)})")
+
+
 def add_reliability_config(cfg):
     """Keys of odedet's input checks (odedet.data.image_io)."""
     _C = cfg
@@ -149,10 +212,24 @@ def _unknown_key_error(cfg: CfgNode, err: KeyError, source: str) -> ConfigError 
     return ConfigError(f"Unknown config key {key!r} in {source}.{hint}")
 
 
+def config_file_arg(value: str) -> str:
+    """argparse ``type=`` for config options: :func:`resolve_config_file`, its error shown by
+    argparse as a usage error (exit 2). An empty value stays empty (an unset optional config)."""
+    import argparse
+
+    if not value:
+        return value
+    try:
+        return resolve_config_file(value)
+    except ConfigNotFoundError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def merge_from_file(cfg: CfgNode, path: str) -> CfgNode:
     """``cfg.merge_from_file(path)`` with errors naming the file and, for unknown keys, close
-    valid keys."""
+    valid keys. ``path`` may be a config name under configs/ (:func:`resolve_config_file`)."""
     _refuse_code_file(path)
+    path = resolve_config_file(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     if type(cfg) is CfgNode:
@@ -265,6 +342,13 @@ def check_config(cfg: CfgNode) -> None:
                 f"{list(ODE_STAGE_NAMES)}"
             )
         _positive(cfg, "MODEL.ODE.GN_GROUPS")
+        if "TRAIN_SOLVERS" in cfg.MODEL.ODE:  # solver sampling, STEER, RNODE (odedet.ode.training)
+            from odedet.ode.training import ODETrainingOptions
+
+            try:
+                ODETrainingOptions.from_cfg(cfg)
+            except ValueError as e:
+                raise ConfigError(str(e)) from e
         _positive(cfg, "MODEL.ODE.AUGMENT_CHANNELS", allow_zero=True)
     for key in ("SOLVER.MAX_ITER", "SOLVER.IMS_PER_BATCH", "SOLVER.CHECKPOINT_PERIOD"):
         _positive(cfg, key)
@@ -277,6 +361,11 @@ def check_config(cfg: CfgNode) -> None:
             optimizer_from_cfg(cfg)
         except ValueError as e:
             raise ConfigError(str(e)) from e
+    if "TIME_BUDGET" in cfg.SOLVER:
+        _positive(cfg, "SOLVER.TIME_BUDGET.MINUTES", allow_zero=True)  # 0: no budget
+        _positive(cfg, "SOLVER.TIME_BUDGET.UNTIMED_ITERS", allow_zero=True)
+        _positive(cfg, "SOLVER.TIME_BUDGET.TIMED_ITERS")
+        _positive(cfg, "SOLVER.TIME_BUDGET.RECHECK_FRACTION", allow_zero=True)
     if "BAD_SAMPLES" in cfg.DATALOADER and cfg.DATALOADER.BAD_SAMPLES not in ("skip", "error"):
         raise ConfigError(
             f"DATALOADER.BAD_SAMPLES must be 'skip' or 'error', got {cfg.DATALOADER.BAD_SAMPLES!r}"

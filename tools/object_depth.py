@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Depth of each detected object: an odedet Faster R-CNN finds the objects, a depth model
-estimates the depth map, and each detection gets the median depth inside its mask (or the
-central half of its box). Writes the image labelled "class score | depth m" and prints a table.
+"""Depth of each detected object: a Faster R-CNN and a depth model, labelled "class | depth m".
+
+An odedet Faster R-CNN finds the objects, a depth model estimates the depth map, and each
+detection gets the median depth inside its mask (or the central half of its box). Writes the image labelled "class score | depth m" and prints a table.
 
   python tools/object_depth.py --det-config DET.yaml --det-weights det.pth \\
       --depth-config configs/Depth/ode_resnet18_scenes.yaml --depth-weights depth.pth \\
@@ -12,20 +13,23 @@ import json
 import os
 
 import numpy as np
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.utils.logger import setup_logger
 
-import odedet  # noqa: F401  (registers odedet components)
-from odedet.config_check import load_config
+from odedet.config_check import config_file_arg, load_config
 from odedet.engine.atomic_io import atomic_write_text
 from odedet.engine.demo import Predictor, dataset_metadata, image_paths, read_inputs, write_image
 from odedet.modeling.depth.visualize import draw_object_depths
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--det-config", required=True)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--det-config", required=True, type=config_file_arg,
+                   help="detector config: a path, or a name under configs/")
     p.add_argument("--det-weights", required=True)
-    p.add_argument("--depth-config", required=True)
+    p.add_argument("--depth-config", required=True, type=config_file_arg,
+                   help="depth config: a path, or a name under configs/ (Depth/...)")
     p.add_argument("--depth-weights", required=True)
     p.add_argument("--input", nargs="+", required=True, help="images, folders or globs")
     p.add_argument("--output", required=True, help="output folder")

@@ -38,6 +38,24 @@ register_renderer = keyed_register(RENDERERS, "a renderer")
 
 
 @register_renderer("GeneralizedRCNN")
+def titled_panels(panels, titles, bar: int = 0) -> np.ndarray:
+    """Panels (H, W, 3 uint8 images of one height) side by side, each under a white bar with its
+    title (e.g. "ground truth" | "prediction"), so a saved figure says what is what."""
+    height = max(p.shape[0] for p in panels)
+    bar = bar or max(18, height // 12)
+    out = []
+    for panel, title in zip(panels, titles):
+        head = np.full((bar, panel.shape[1], 3), 255, np.uint8)
+        (w1, _), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+        scale = min(bar / 30.0, 0.95 * panel.shape[1] / w1)  # fits the bar and the panel
+        (w, h), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        org = (max(2, (panel.shape[1] - w) // 2), (bar + h) // 2)
+        cv2.putText(head, title, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    max(1, int(round(scale * 1.5))), cv2.LINE_AA)
+        out.append(np.vstack([head, panel]))
+    return np.hstack(out)
+
+
 def render_detections(image_rgb, outputs, metadata, threshold):
     """Boxes, class names and scores of detections scoring at least ``threshold``."""
     instances = outputs["instances"].to("cpu")

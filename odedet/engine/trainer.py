@@ -5,24 +5,30 @@ import weakref
 
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer
+from detectron2.utils import comm
 
 from odedet.config_check import check_config
 from odedet.data.mappers import build_mapper
 from odedet.data.robust_mapper import build_train_loader
 from odedet.evaluation.build import build_evaluators
 from odedet.ode import ODESolverError, nfe_counts
+from odedet.ode.training import ODETrainingOptions, attach_ode_training
 
+from .budget import ResizableTrainLoop, TrainingBudget
 from .checkpoint import OdedetCheckpointer
 from .guards import CurrentInputs, IterationContext, evaluation_error
-from .hooks import ODEStatsHook
+from .hooks import ODEStatsHook, ODETrainingHook
 from .launch import device_aware_ddp
 from .optim import build_optimizer
 
 
-class Trainer(IterationContext, DefaultTrainer):
+class Trainer(IterationContext, DefaultTrainer, ResizableTrainLoop):
     """detectron2's DefaultTrainer with odedet's evaluator/mapper factories and NFE logging,
-    atomic/weights-only checkpoints (OdedetCheckpointer), config checks at model build and
-    solver/NaN errors that name the iteration (IterationContext)."""
+    atomic/weights-only checkpoints (OdedetCheckpointer), config checks at model build,
+    solver/NaN errors that name the iteration (IterationContext), MODEL.ODE's training options
+    (solver sampling, random end time, RNODE regulariser losses; odedet.ode.training) and an
+    optional wall-clock training budget (SOLVER.TIME_BUDGET.MINUTES: the schedule is fitted to
+    the measured speed; ResizableTrainLoop lets the fitted MAX_ITER take effect mid-run)."""
 
     def __init__(self, cfg):
         # detectron2 v0.6 wraps the model in DDP with device_ids, which CPU (gloo) rejects.
@@ -32,7 +38,9 @@ class Trainer(IterationContext, DefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         check_config(cfg)  # impossible values fail here, naming the key, before any training
-        return super().build_model(cfg)
+        model = super().build_model(cfg)
+        # Regulariser losses (MODEL.ODE.KINETIC_WEIGHT / JACOBIAN_WEIGHT) join the loss dict.
+        return attach_ode_training(model, ODETrainingOptions.from_cfg(cfg))
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -103,9 +111,19 @@ class Trainer(IterationContext, DefaultTrainer):
             self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
         hooks = super().build_hooks()
-        # First: its after_step reads the NFE of the training step alone, before the EvalHook or
-        # PreciseBN run forwards of their own (evaluation NFE are logged by ``test``).
+        # ODEStatsHook before the EvalHook / PreciseBN: its after_step reads the NFE of the
+        # training step alone (evaluation NFE are logged by ``test``).
         hooks.insert(0, ODEStatsHook())
+        # Solver / end-time draws of MODEL.ODE.TRAIN_SOLVERS / T_END_SPREAD before every step;
+        # with SEED < 0 every rank still draws the same settings (a shared random seed).
+        seed = self.cfg.SEED if self.cfg.SEED >= 0 else comm.shared_random_seed()
+        hooks.insert(0, ODETrainingHook(ODETrainingOptions.from_cfg(self.cfg, seed=seed)))
+        self.budget = None
+        if self.cfg.SOLVER.TIME_BUDGET.MINUTES > 0:
+            # First, so the LR-scheduler, checkpointer and writer hooks see a fitted schedule in
+            # the step it is fitted; registered before resume_or_load, so --resume restores it.
+            self.budget = TrainingBudget.from_config(self.cfg)
+            hooks.insert(0, self.budget)
         return hooks
 
 
