@@ -288,7 +288,7 @@ class _AdjointGuard(torch.autograd.Function):
             # optimizer's) reports the divergence instead.
             nan = [torch.full_like(w, float("nan")) for w in wrt]
             grad_x = nan.pop(0) if inner_x.requires_grad else None
-            return (None, None, grad_x, *nan)
+            return (None, None, None, grad_x, *nan)  # block, opts, t_end: no gradient
         try:
             with ctx.autocast():  # backward re-evaluations in the forward's precision
                 grads = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
