@@ -37,7 +37,6 @@ RENDERERS: dict[str, Callable] = {}
 register_renderer = keyed_register(RENDERERS, "a renderer")
 
 
-@register_renderer("GeneralizedRCNN")
 def titled_panels(panels, titles, bar: int = 0) -> np.ndarray:
     """Panels (H, W, 3 uint8 images of one height) side by side, each under a white bar with its
     title (e.g. "ground truth" | "prediction"), so a saved figure says what is what."""
@@ -56,6 +55,7 @@ def titled_panels(panels, titles, bar: int = 0) -> np.ndarray:
     return np.hstack(out)
 
 
+@register_renderer("GeneralizedRCNN")
 def render_detections(image_rgb, outputs, metadata, threshold):
     """Boxes, class names and scores of detections scoring at least ``threshold``."""
     instances = outputs["instances"].to("cpu")
