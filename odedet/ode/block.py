@@ -190,7 +190,8 @@ class ODEBlock(nn.Module):
         the adjoint's backward solve raise the same ODESolverError as the forward's."""
         if opts.adjoint and torch.is_grad_enabled():
             params = tuple(p for p in self.dynamics.parameters() if p.requires_grad)
-            return _AdjointGuard.apply(self, opts, t_end, x, *params)
+            solve = lambda x_: (self._solve(x_, opts, t_end),)  # noqa: E731
+            return _AdjointGuard.apply(self, opts, solve, x, *params)[0]
         return self._solve(x, opts, t_end)
 
     def _solve(self, x: torch.Tensor, opts: SolverOptions, t_end: float) -> torch.Tensor:
@@ -212,11 +213,21 @@ class ODEBlock(nn.Module):
         return odeint(counted, x, t, **kwargs)[-1]
 
     def _integrate_regularised(self, x, opts: SolverOptions, t_end: float):
-        """h(T) and the regularisers' integrals (augmented state, :mod:`.regularisers`)."""
-        eps = hutchinson_noise(x, self.noise) if "jacobian" in self.regulariser_names else None
+        """h(T) and the regularisers' integrals (augmented state, :mod:`.regularisers`); an
+        adjoint solve runs inside :class:`_AdjointGuard` as in :meth:`_integrate`."""
+        names = self.regulariser_names
+        eps = hutchinson_noise(x, self.noise) if "jacobian" in names else None
         params = tuple(p for p in self.dynamics.parameters() if p.requires_grad)
-        return odeint_regularised(self._counted, x, t_end, opts, self.regulariser_names, eps,
-                                  params)
+
+        def solve(x_):
+            out, regs = odeint_regularised(self._counted, x_, t_end, opts, names, eps, params)
+            return (out, *(regs[n] for n in names))
+
+        if opts.adjoint and torch.is_grad_enabled():
+            out, *values = _AdjointGuard.apply(self, opts, solve, x, *params)
+        else:
+            out, *values = solve(x)
+        return out, dict(zip(names, values))
 
     def _solver_error(self, err: AssertionError, opts: SolverOptions,
                       backward: bool = False) -> ODESolverError:
@@ -265,24 +276,27 @@ class _AdjointGuard(torch.autograd.Function):
     guard / step underflow there, or a NaN/inf adjoint state, becomes the block's ODESolverError
     (naming the block and the MODEL.ODE keys) instead of a bare AssertionError or NaN gradients.
     The nested graph holds only what the adjoint saves anyway (the end state), so memory stays
-    O(1) in the number of solver steps."""
+    O(1) in the number of solver steps.
+
+    ``solve(x) -> tuple of tensors``: h(T) alone, or h(T) and the regularisers' integrals; the
+    guard returns the same tuple."""
 
     @staticmethod
-    def forward(ctx, block, opts, t_end, x, *params):
+    def forward(ctx, block, opts, solve, x, *params):
         with torch.enable_grad():
             inner_x = x.detach().requires_grad_(x.requires_grad)
-            out = block._solve(inner_x, opts, t_end)
-        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (inner_x, out), params
+            outs = tuple(solve(inner_x))
+        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (inner_x, outs), params
         ctx.autocast = _AutocastState(x.device.type)
-        return out.detach()
+        return tuple(o.detach() for o in outs)
 
     @staticmethod
-    def backward(ctx, grad_out):
-        inner_x, out = ctx.inner
+    def backward(ctx, *grad_outs):
+        inner_x, outs = ctx.inner
         block, opts = ctx.block, ctx.opts
         ctx.inner = None  # free the nested graph once used
         wrt = ([inner_x] if inner_x.requires_grad else []) + list(ctx.params)
-        if not torch.isfinite(grad_out).all():
+        if not all(torch.isfinite(g).all() for g in grad_outs):
             # NaN/inf from the loss or a later layer: the gradients are undefined, and solving
             # backwards with them would blame this block; detectron2's NaN-loss check (or the
             # optimizer's) reports the divergence instead.
@@ -291,7 +305,7 @@ class _AdjointGuard(torch.autograd.Function):
             return (None, None, None, grad_x, *nan)  # block, opts, t_end: no gradient
         try:
             with ctx.autocast():  # backward re-evaluations in the forward's precision
-                grads = torch.autograd.grad(out, wrt, grad_out, allow_unused=True)
+                grads = torch.autograd.grad(outs, wrt, grad_outs, allow_unused=True)
         except AssertionError as e:
             raise block._solver_error(e, opts, backward=True) from e
         if not all(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torchdiffeq import odeint, odeint_adjoint
 
-from .fixed_grid import FAST_METHODS, fixed_grid, integrate
+from .fixed_grid import FAST_METHODS, fixed_grid, integrate, time_dtype
 from .solver import SolverOptions
 
 NOISE_KINDS = ("gaussian", "rademacher")
@@ -55,7 +55,7 @@ def regulariser_integrands(func, names: tuple, eps: torch.Tensor | None):
     def aug(t, h):
         if not jacobian:
             f = func(t, h)
-            return [f, f.pow(2).sum() / f.numel()]
+            return [f, _mean_square(f)]
         outer = torch.is_grad_enabled()
         with torch.enable_grad():
             # Without outer gradients (or a state that needs none) differentiate at a fresh leaf.
@@ -68,11 +68,16 @@ def regulariser_integrands(func, names: tuple, eps: torch.Tensor | None):
             f = f.detach()
         out = [f]
         if "kinetic" in names:
-            out.append(f.pow(2).sum() / f.numel())
-        out.append(vjp.pow(2).sum() / vjp.numel())
+            out.append(_mean_square(f))
+        out.append(_mean_square(vjp))
         return out
 
     return aug
+
+
+def _mean_square(x: torch.Tensor) -> torch.Tensor:
+    """sum(x^2) / numel, accumulated in at least float32 (a bf16 state under autocast)."""
+    return x.to(time_dtype(x.dtype)).pow(2).sum() / x.numel()
 
 
 def odeint_regularised(
@@ -90,10 +95,10 @@ def odeint_regularised(
     if "jacobian" in names and eps is None:
         raise ValueError("the Jacobian regulariser needs a Hutchinson probe eps")
     aug = regulariser_integrands(func, names, eps)
-    zeros = [x.new_zeros(()) for _ in names]
+    zeros = [x.new_zeros((), dtype=time_dtype(x.dtype)) for _ in names]
     adjoint = opts.adjoint and torch.is_grad_enabled()
     if opts.method in FAST_METHODS and not adjoint:
-        t = torch.tensor([0.0, t_end], dtype=x.dtype, device=x.device)
+        t = torch.tensor([0.0, t_end], dtype=time_dtype(x.dtype), device=x.device)
         grid = fixed_grid(t[0], t[1], opts.step_size)
         out = integrate(opts.method, lambda s, ys: aug(s, ys[0]), [x, *zeros], grid, 1)
     else:

@@ -175,3 +175,20 @@ def test_regularisers_only_in_training_and_off_by_default():
     with pytest.raises(ValueError, match="rademacher"):
         block.set_regularisers(("jacobian",), noise="uniform")
     assert math.isfinite(block.regularisers["kinetic"].item())
+
+
+@pytest.mark.parametrize("regularised", [False, True])
+def test_adjoint_guard_passes_nan_upstream_gradients_through(regularised):
+    """A NaN loss backpropagated into an adjoint block gives NaN gradients (for detectron2's
+    NaN-loss check to report), with and without the regularisers' extra outputs; the guard
+    used to return one gradient too few there (RuntimeError)."""
+    block = ODEBlock(ConvODEFunc(2, norm="GN", gn_groups=1),
+                     train_solver=SolverOptions("rk4", step_size=0.5, adjoint=True))
+    if regularised:
+        block.set_regularisers(("kinetic", "jacobian"))
+    x = torch.randn(1, 2, 3, 3, requires_grad=True)
+    out = block(x)
+    loss = out.sum() + sum(block.regularisers.values(), torch.zeros(()))
+    (loss * float("nan")).backward()
+    assert x.grad.isnan().all()
+    assert all(p.grad.isnan().all() for p in block.dynamics.parameters())
