@@ -14,7 +14,6 @@ call through ``/work/bin/heavy -1`` (one pinned core, one thread) so runs are co
 """
 import argparse
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -24,6 +23,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from odedet.benchmarks.depth_encoder import FULL_ITERS, load_runs  # noqa: E402
+from odedet.benchmarks.depth_encoder import tables as _tables  # noqa: E402
 RESULTS = os.path.join(ROOT, "docs", "results", "depth_encoder")
 
 R18 = "configs/Depth/ode_resnet18_scenes.yaml"
@@ -87,7 +89,6 @@ SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
          ("rk4 step 1", dict(method="rk4", step_size=1.0)),
          ("dopri5 tol 1e-1", dict(method="dopri5", rtol=1e-1, atol=1e-1, step_size=0.0)),
          ("dopri5 tol 1e-3", dict(method="dopri5", rtol=1e-3, atol=1e-3, step_size=0.0))]
-FULL_ITERS = 4500
 
 
 def result_path(variant, iters, seed, budget_min=0.0, results=None):
@@ -279,73 +280,12 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
 
 
 def load_results(results=None):
-    rows = []
-    for p in sorted(glob.glob(os.path.join(results or RESULTS, "*.json"))):
-        with open(p) as f:
-            rows.append(json.load(f))
-    return rows
-
-
-def _group_key(r):
-    return (1, r["budget_min"]) if r.get("budget_min") else (0, r["iters"])
+    return load_runs(results or RESULTS)
 
 
 def tables(rows=None):
-    """Markdown: one table per schedule (short ablation schedules, then budgeted runs), a
-    mean/spread table where a variant has several seeds, and the solver sweeps."""
-    rows = load_results() if rows is None else rows
-    order = list(VARIANTS)
-    out, groups = [], {}
-    for r in rows:
-        groups.setdefault(_group_key(r), []).append(r)
-    for key in sorted(groups):
-        group = sorted(groups[key], key=lambda r: (order.index(r["variant"])
-                                                  if r["variant"] in order else 99, r["seed"]))
-        if key[0]:
-            title = (f"{key[1]:g}-minute training budget (schedule fitted to the measured speed, "
-                     f"recipe {group[0].get('recipe_iters', FULL_ITERS)} iterations)")
-        else:
-            title = f"{key[1]}-iteration schedule (the recipe's cosine schedule, shortened)"
-        out += [f"#### {title}", "",
-                "| variant | factor | seed | params | encoder MMAC/image (at stride 1-2) | AbsRel | "
-                "delta1 | RMSE | iterations | train s | s/iter | f-evals/image |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in group:
-            m = r["metrics"]
-            mac = r.get("encoder_macs")
-            fine = sum(v for k, v in mac["share_by_stride"].items() if int(k) <= 2) if mac else 0
-            mac = (f"{mac['mmac']:.0f} ({100 * fine:.0f}%)"
-                   if mac else "")
-            out.append(f"| {r['label']} (`{r['variant']}`) | {r['factor']} | {r['seed']} | "
-                       f"{r['params'] / 1e6:.3f} M | {mac} | {m['AbsRel']:.4f} | {m['delta1']:.4f} | "
-                       f"{m['RMSE']:.3f} | {r['iters']} | {r['train_seconds']:.0f} | "
-                       f"{r['s_per_iter']:.3f} | {r['nfe_per_image']:g} |")
-        seeds = {}
-        for r in group:
-            seeds.setdefault(r["variant"], []).append(r)
-        multi = {v: rs for v, rs in seeds.items() if len(rs) > 1}
-        if multi:
-            out += ["", "| variant | seeds | AbsRel mean (min-max) | delta1 mean (min-max) |",
-                    "|---|---|---|---|"]
-            for v, rs in multi.items():
-                a = [x["metrics"]["AbsRel"] for x in rs]
-                d = [x["metrics"]["delta1"] for x in rs]
-                out.append(f"| `{v}` | {', '.join(str(x['seed']) for x in rs)} | "
-                           f"{sum(a) / len(a):.4f} ({min(a):.4f}-{max(a):.4f}) | "
-                           f"{sum(d) / len(d):.4f} ({min(d):.4f}-{max(d):.4f}) |")
-        out.append("")
-    for r in rows:
-        if "solver_sweep" in r:
-            sched = f"{r['budget_min']:g}-min budget" if r.get("budget_min") else \
-                f"{r['iters']} iterations"
-            out += [f"#### Test-time solver sweep: `{r['variant']}`, {sched}, seed {r['seed']}",
-                    "", "| solver | f-evals/image | seconds (200 images) | AbsRel | delta1 |",
-                    "|---|---|---|---|---|"]
-            for s in r["solver_sweep"]:
-                out.append(f"| {s['solver']} | {s['nfe_per_image']:g} | {s['seconds']:.1f} | "
-                           f"{s['AbsRel']:.4f} | {s['delta1']:.4f} |")
-            out.append("")
-    return "\n".join(out)
+    """The markdown tables (odedet.benchmarks.depth_encoder.tables, variants in study order)."""
+    return _tables(load_results() if rows is None else rows, order=list(VARIANTS))
 
 
 BEGIN, END = "<!-- depth-encoder-study:begin -->", "<!-- depth-encoder-study:end -->"
