@@ -279,6 +279,71 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
     return row
 
 
+def sweep_checkpoint(variant, iters, seed, output_dir, max_images=0, results=None, opts=()):
+    """The test-time solver sweep of a run's saved checkpoint (OUTPUT/<variant>/
+    model_final.pth from ``--iters/--seed`` of that run) on the first ``max_images`` held-out
+    scenes (0: all); written to ``sweep_<variant>__it<iters>__s<seed>__n<images>.json``."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.modeling import build_model
+
+    import odedet
+    from odedet.engine import Trainer
+    from odedet.evaluation.depth import DepthEvaluator
+    from odedet.ode import nfe_counts, reset_nfe, set_solver, solver_options_from_cfg
+
+    torch.set_num_threads(int(os.environ.get("ODEDET_HEAVY_THREADS", "1") or 1))
+    config, overrides, factor, label = VARIANTS[variant]
+    cfg = odedet.get_odedet_cfg()
+    cfg.merge_from_file(os.path.join(ROOT, config))
+    cfg.merge_from_list(list(overrides) + list(opts))
+    name = cfg.DATASETS.TEST[0]
+    dicts = DatasetCatalog.get(name)
+    if max_images:
+        dicts = dicts[:max_images]
+        sub = f"{name}_first{max_images}"
+        if sub not in DatasetCatalog.list():
+            DatasetCatalog.register(sub, lambda d=dicts: d)
+            MetadataCatalog.get(sub).set(**{k: v for k, v in MetadataCatalog.get(name).as_dict()
+                                            .items() if k != "name"})
+        name = sub
+    cfg.DATASETS.TEST = (name,)
+    cfg.freeze()
+    model = build_model(cfg)
+    weights = os.path.join(output_dir, variant, "model_final.pth")
+    DetectionCheckpointer(model).load(weights)
+    model.eval()
+
+    def evaluate():
+        loader = Trainer.build_test_loader(cfg, name)
+        reset_nfe(model)
+        t = time.perf_counter()
+        res = inference_on_dataset(model, loader, DepthEvaluator(name, distributed=False))
+        return res["depth"], time.perf_counter() - t, nfe_counts(model)["forward"] / len(dicts)
+
+    configured = solver_options_from_cfg(cfg, "TEST")
+    m, sec, k = evaluate()
+    rows = [dict(solver="config", nfe_per_image=k, seconds=sec, **m)]
+    for lab, changes in SWEEP:
+        set_solver(model, "test", **changes)
+        m, sec, k = evaluate()
+        rows.append(dict(solver=lab, nfe_per_image=k, seconds=sec, **m))
+        set_solver(model, "test", **dataclasses.asdict(configured))
+    row = dict(kind="sweep", variant=variant, label=label, iters=iters, seed=seed,
+               images=len(dicts), weights=os.path.relpath(weights, ROOT), solver_sweep=rows,
+               commit=git_commit(), machine=machine(),
+               finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    path = os.path.join(results or RESULTS,
+                        f"sweep_{variant}__it{iters}__s{seed}__n{len(dicts)}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(row, f, indent=1)
+    print(f"sweep {variant} it{iters} s{seed} on {len(dicts)} images -> {path}", flush=True)
+    return row
+
+
 def load_results(results=None):
     return load_runs(results or RESULTS)
 
@@ -313,6 +378,11 @@ def main(argv=None):
     parser.add_argument("--budget-min", type=float, default=0.0,
                         help="fit the schedule into this many minutes of training (0: none)")
     parser.add_argument("--sweep", action="store_true", help="test-time solver sweep after")
+    parser.add_argument("--sweep-checkpoint", action="store_true",
+                        help="only the solver sweep of each variant's saved checkpoint (from the "
+                             "run with the same --iters/--seed and --output-dir)")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="with --sweep-checkpoint: the first N held-out scenes (0: all)")
     parser.add_argument("--force", action="store_true", help="rerun even if the JSON exists")
     parser.add_argument("--output-dir", default="output/depth_encoder_study")
     parser.add_argument("--results-dir", default=RESULTS, help="where the run JSONs go")
@@ -340,6 +410,11 @@ def main(argv=None):
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
         parser.error(f"--variants: unknown {unknown}; see --list")
+    if args.sweep_checkpoint:
+        for v in names:
+            sweep_checkpoint(v, args.iters, args.seed, args.output_dir, args.max_images,
+                             args.results_dir, args.opts)
+        return
     for v in names:
         if os.path.exists(result_path(v, args.iters, args.seed, args.budget_min,
                                       args.results_dir)) and not args.force:
