@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Depth-encoder study (issue 17): train named encoder variants on the embedded scenes with the
 shared recipe (configs/Depth/Base-Depth-Scenes.yaml), evaluate on the 200 held-out scenes, and
-write one small JSON per run under docs/results/depth/ (resumable: existing runs are skipped).
+write one small JSON per run under docs/results/depth_encoder/ (resumable: existing runs are skipped).
 
   python tools/depth_encoder_study.py --list
   python tools/depth_encoder_study.py --variants ode_resnet18,vgg16 --iters 1000 --seed 7
@@ -14,7 +14,6 @@ call through ``/work/bin/heavy -1`` (one pinned core, one thread) so runs are co
 """
 import argparse
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -24,7 +23,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "docs", "results", "depth")
+sys.path.insert(0, ROOT)
+from odedet.benchmarks.depth_encoder import FULL_ITERS, load_runs  # noqa: E402
+from odedet.benchmarks.depth_encoder import tables as _tables  # noqa: E402
+RESULTS = os.path.join(ROOT, "docs", "results", "depth_encoder")
 
 R18 = "configs/Depth/ode_resnet18_scenes.yaml"
 VGG = "configs/Depth/vgg16_scenes.yaml"
@@ -87,7 +89,6 @@ SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
          ("rk4 step 1", dict(method="rk4", step_size=1.0)),
          ("dopri5 tol 1e-1", dict(method="dopri5", rtol=1e-1, atol=1e-1, step_size=0.0)),
          ("dopri5 tol 1e-3", dict(method="dopri5", rtol=1e-3, atol=1e-3, step_size=0.0))]
-FULL_ITERS = 4500
 
 
 def result_path(variant, iters, seed, budget_min=0.0, results=None):
@@ -278,74 +279,78 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
     return row
 
 
+def sweep_checkpoint(variant, iters, seed, output_dir, max_images=0, results=None, opts=()):
+    """The test-time solver sweep of a run's saved checkpoint (OUTPUT/<variant>/
+    model_final.pth from ``--iters/--seed`` of that run) on the first ``max_images`` held-out
+    scenes (0: all); written to ``sweep_<variant>__it<iters>__s<seed>__n<images>.json``."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.modeling import build_model
+
+    import odedet
+    from odedet.engine import Trainer
+    from odedet.evaluation.depth import DepthEvaluator
+    from odedet.ode import nfe_counts, reset_nfe, set_solver, solver_options_from_cfg
+
+    torch.set_num_threads(int(os.environ.get("ODEDET_HEAVY_THREADS", "1") or 1))
+    config, overrides, factor, label = VARIANTS[variant]
+    cfg = odedet.get_odedet_cfg()
+    cfg.merge_from_file(os.path.join(ROOT, config))
+    cfg.merge_from_list(list(overrides) + list(opts))
+    name = cfg.DATASETS.TEST[0]
+    dicts = DatasetCatalog.get(name)
+    if max_images:
+        dicts = dicts[:max_images]
+        sub = f"{name}_first{max_images}"
+        if sub not in DatasetCatalog.list():
+            DatasetCatalog.register(sub, lambda d=dicts: d)
+            MetadataCatalog.get(sub).set(**{k: v for k, v in MetadataCatalog.get(name).as_dict()
+                                            .items() if k != "name"})
+        name = sub
+    cfg.DATASETS.TEST = (name,)
+    cfg.freeze()
+    model = build_model(cfg)
+    weights = os.path.join(output_dir, variant, "model_final.pth")
+    DetectionCheckpointer(model).load(weights)
+    model.eval()
+
+    def evaluate():
+        loader = Trainer.build_test_loader(cfg, name)
+        reset_nfe(model)
+        t = time.perf_counter()
+        res = inference_on_dataset(model, loader, DepthEvaluator(name, distributed=False))
+        return res["depth"], time.perf_counter() - t, nfe_counts(model)["forward"] / len(dicts)
+
+    configured = solver_options_from_cfg(cfg, "TEST")
+    m, sec, k = evaluate()
+    rows = [dict(solver="config", nfe_per_image=k, seconds=sec, **m)]
+    for lab, changes in SWEEP:
+        set_solver(model, "test", **changes)
+        m, sec, k = evaluate()
+        rows.append(dict(solver=lab, nfe_per_image=k, seconds=sec, **m))
+        set_solver(model, "test", **dataclasses.asdict(configured))
+    row = dict(kind="sweep", variant=variant, label=label, iters=iters, seed=seed,
+               images=len(dicts), weights=os.path.relpath(weights, ROOT), solver_sweep=rows,
+               commit=git_commit(), machine=machine(),
+               finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    path = os.path.join(results or RESULTS,
+                        f"sweep_{variant}__it{iters}__s{seed}__n{len(dicts)}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(row, f, indent=1)
+    print(f"sweep {variant} it{iters} s{seed} on {len(dicts)} images -> {path}", flush=True)
+    return row
+
+
 def load_results(results=None):
-    rows = []
-    for p in sorted(glob.glob(os.path.join(results or RESULTS, "*.json"))):
-        with open(p) as f:
-            rows.append(json.load(f))
-    return rows
-
-
-def _group_key(r):
-    return (1, r["budget_min"]) if r.get("budget_min") else (0, r["iters"])
+    return load_runs(results or RESULTS)
 
 
 def tables(rows=None):
-    """Markdown: one table per schedule (short ablation schedules, then budgeted runs), a
-    mean/spread table where a variant has several seeds, and the solver sweeps."""
-    rows = load_results() if rows is None else rows
-    order = list(VARIANTS)
-    out, groups = [], {}
-    for r in rows:
-        groups.setdefault(_group_key(r), []).append(r)
-    for key in sorted(groups):
-        group = sorted(groups[key], key=lambda r: (order.index(r["variant"])
-                                                  if r["variant"] in order else 99, r["seed"]))
-        if key[0]:
-            title = (f"{key[1]:g}-minute training budget (schedule fitted to the measured speed, "
-                     f"recipe {group[0].get('recipe_iters', FULL_ITERS)} iterations)")
-        else:
-            title = f"{key[1]}-iteration schedule (the recipe's cosine schedule, shortened)"
-        out += [f"#### {title}", "",
-                "| variant | factor | seed | params | encoder MMAC/image (at stride 1-2) | AbsRel | "
-                "delta1 | RMSE | iterations | train s | s/iter | f-evals/image |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in group:
-            m = r["metrics"]
-            mac = r.get("encoder_macs")
-            fine = sum(v for k, v in mac["share_by_stride"].items() if int(k) <= 2) if mac else 0
-            mac = (f"{mac['mmac']:.0f} ({100 * fine:.0f}%)"
-                   if mac else "")
-            out.append(f"| {r['label']} (`{r['variant']}`) | {r['factor']} | {r['seed']} | "
-                       f"{r['params'] / 1e6:.3f} M | {mac} | {m['AbsRel']:.4f} | {m['delta1']:.4f} | "
-                       f"{m['RMSE']:.3f} | {r['iters']} | {r['train_seconds']:.0f} | "
-                       f"{r['s_per_iter']:.3f} | {r['nfe_per_image']:g} |")
-        seeds = {}
-        for r in group:
-            seeds.setdefault(r["variant"], []).append(r)
-        multi = {v: rs for v, rs in seeds.items() if len(rs) > 1}
-        if multi:
-            out += ["", "| variant | seeds | AbsRel mean (min-max) | delta1 mean (min-max) |",
-                    "|---|---|---|---|"]
-            for v, rs in multi.items():
-                a = [x["metrics"]["AbsRel"] for x in rs]
-                d = [x["metrics"]["delta1"] for x in rs]
-                out.append(f"| `{v}` | {', '.join(str(x['seed']) for x in rs)} | "
-                           f"{sum(a) / len(a):.4f} ({min(a):.4f}-{max(a):.4f}) | "
-                           f"{sum(d) / len(d):.4f} ({min(d):.4f}-{max(d):.4f}) |")
-        out.append("")
-    for r in rows:
-        if "solver_sweep" in r:
-            sched = f"{r['budget_min']:g}-min budget" if r.get("budget_min") else \
-                f"{r['iters']} iterations"
-            out += [f"#### Test-time solver sweep: `{r['variant']}`, {sched}, seed {r['seed']}",
-                    "", "| solver | f-evals/image | seconds (200 images) | AbsRel | delta1 |",
-                    "|---|---|---|---|---|"]
-            for s in r["solver_sweep"]:
-                out.append(f"| {s['solver']} | {s['nfe_per_image']:g} | {s['seconds']:.1f} | "
-                           f"{s['AbsRel']:.4f} | {s['delta1']:.4f} |")
-            out.append("")
-    return "\n".join(out)
+    """The markdown tables (odedet.benchmarks.depth_encoder.tables, variants in study order)."""
+    return _tables(load_results() if rows is None else rows, order=list(VARIANTS))
 
 
 BEGIN, END = "<!-- depth-encoder-study:begin -->", "<!-- depth-encoder-study:end -->"
@@ -361,7 +366,7 @@ def write_doc(path, text):
     tail = rest.split(END, 1)[1]
     with open(path, "w") as f:
         f.write(f"{head}{BEGIN}\n<!-- generated by tools/depth_encoder_study.py --table "
-                f"--write-doc from docs/results/depth/*.json; do not edit by hand -->\n\n"
+                f"--write-doc from docs/results/depth_encoder/*.json; do not edit by hand -->\n\n"
                 f"{text}\n{END}{tail}")
 
 
@@ -373,6 +378,11 @@ def main(argv=None):
     parser.add_argument("--budget-min", type=float, default=0.0,
                         help="fit the schedule into this many minutes of training (0: none)")
     parser.add_argument("--sweep", action="store_true", help="test-time solver sweep after")
+    parser.add_argument("--sweep-checkpoint", action="store_true",
+                        help="only the solver sweep of each variant's saved checkpoint (from the "
+                             "run with the same --iters/--seed and --output-dir)")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="with --sweep-checkpoint: the first N held-out scenes (0: all)")
     parser.add_argument("--force", action="store_true", help="rerun even if the JSON exists")
     parser.add_argument("--output-dir", default="output/depth_encoder_study")
     parser.add_argument("--results-dir", default=RESULTS, help="where the run JSONs go")
@@ -400,6 +410,11 @@ def main(argv=None):
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
         parser.error(f"--variants: unknown {unknown}; see --list")
+    if args.sweep_checkpoint:
+        for v in names:
+            sweep_checkpoint(v, args.iters, args.seed, args.output_dir, args.max_images,
+                             args.results_dir, args.opts)
+        return
     for v in names:
         if os.path.exists(result_path(v, args.iters, args.seed, args.budget_min,
                                       args.results_dir)) and not args.force:

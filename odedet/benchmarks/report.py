@@ -137,6 +137,12 @@ def load_results(results_dir: str) -> dict:
         path = os.path.join(results_dir, f"{name}.json")
         if os.path.isfile(path):
             docs[name] = json.load(open(path))
+    # The depth-encoder study (issue 17) commits one small JSON per run in its own folder.
+    from .depth_encoder import load_runs
+
+    runs = load_runs(os.path.join(results_dir, "depth_encoder"))
+    if runs:
+        docs["depth_encoder"] = {"runs": runs}
     return docs
 
 
@@ -261,8 +267,11 @@ def render(docs: dict, image_prefix: str) -> str:
              "each section says where and when it was measured and the command that "
              "reproduces it._\n",
              targets_section(docs)]
+    from .depth_encoder import depth_encoder_section
+
     makers = dict(detection=detection_section, depth=depth_section,
-                  classification=classification_section)
+                  classification=classification_section,
+                  depth_encoder=lambda doc: depth_encoder_section(doc["runs"]))
     for name, doc in docs.items():
         if name in makers:
             parts.append(makers[name](doc))

@@ -60,3 +60,21 @@ def test_unpublished_runs_leave_the_committed_files_alone(tmp_path, monkeypatch)
     assert not (tmp_path / "docs").exists()  # nothing published
     assert (out / "figures/overhead.png").is_file()
     assert "](figures/overhead.png)" in (out / "REPORT.md").read_text()
+
+
+def test_report_renders_the_depth_encoder_study_from_its_run_files(tmp_path):
+    # Issue 17's study commits one JSON per run under docs/results/depth_encoder/.
+    from odedet.benchmarks import report
+
+    src = os.path.join(ROOT, "docs", "results", "depth_encoder")
+    runs = sorted(f for f in os.listdir(src) if f.endswith(".json"))
+    assert runs, "the committed depth-encoder runs"
+    (tmp_path / "depth_encoder").mkdir()
+    for f in runs[:2]:
+        (tmp_path / "depth_encoder" / f).write_text(open(os.path.join(src, f)).read())
+    docs = report.load_results(str(tmp_path))
+    assert len(docs["depth_encoder"]["runs"]) == 2
+    text = report.render(docs, "figures/")
+    assert "## Depth encoder study (issue 17)" in text and "| AbsRel |" in text.replace(
+        " AbsRel | delta1", " AbsRel |")
+    assert "depth_encoder" not in report.load_results(str(tmp_path / "nothing"))

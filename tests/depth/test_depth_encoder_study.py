@@ -47,6 +47,13 @@ def test_study_trains_writes_json_skips_done_runs_and_tabulates(tmp_path, tiny_s
     assert "solver_sweep" not in runs["vgg16__it3__s3.json"]  # no ODE blocks, no sweep
     assert ode["machine_start"]["cpu"] and "load_avg" in ode["machine_end"]
 
+    # The sweep of the saved checkpoint alone, on the first 2 held-out scenes.
+    tool.main(["--variants", "ode_vgg16", "--sweep-checkpoint", "--max-images", "2", *common])
+    swept = json.loads((results / "sweep_ode_vgg16__it3__s3__n2.json").read_text())
+    assert swept["kind"] == "sweep" and swept["images"] == 2
+    assert [s["solver"] for s in swept["solver_sweep"]] == ["config", "euler step 1"]
+    assert swept["solver_sweep"][0]["nfe_per_image"] == 10
+
     capsys.readouterr()
     tool.main(["--variants", "vgg16", *common])  # done already: skipped
     assert "skip vgg16" in capsys.readouterr().out
@@ -62,7 +69,8 @@ def test_study_trains_writes_json_skips_done_runs_and_tabulates(tmp_path, tiny_s
     table = capsys.readouterr().out
     assert "3-iteration schedule" in table and "0.0001-minute training budget" in table
     assert "Test-time solver sweep: `ode_vgg16`" in table
-    assert table.count("| ODE-VGG-16") == 1
+    assert table.count("| ODE-VGG-16") == 1  # the checkpoint sweep is not a run row
+    assert "checkpoint, first 2 held-out scenes" in table
 
 
 def test_write_doc_replaces_only_the_generated_block(tmp_path):
