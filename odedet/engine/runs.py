@@ -142,7 +142,10 @@ def train_and_evaluate(cfg, *, resume: bool = False, budget_min: float | None = 
         P=results["prf1"]["precision"], R=results["prf1"]["recall"], F1=results["prf1"]["F1"],
         params=sum(p.numel() for p in model.parameters()),
         train_s=timer.total_seconds, eval_s=timer.end - timer.last_step,
-        iters=cfg.SOLVER.MAX_ITER, iters_timed=timer.total_iterations,
+        # trainer.max_iter: the schedule as run (SOLVER.TIME_BUDGET may have refitted it).
+        iters=trainer.max_iter, recipe_iters=cfg.SOLVER.MAX_ITER,
+        iters_timed=timer.total_iterations,
+        budget=trainer.budget.summary if trainer.budget is not None else None,
         s_per_iter=timer.total_seconds / max(timer.total_iterations, 1),
         nfe_forward_per_iter=nfe, bbox=results["bbox"], prf1=results["prf1"], model=model,
     )
