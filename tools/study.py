@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""The study of issue 13: ODE-Net vs ResNet-18/50/101 Faster R-CNN FPN on the embedded
-handwritten-digits benchmark, one shared recipe, from scratch (docs/study.md).
+"""ODE-Net vs ResNet-18/50/101 Faster R-CNN study on the digits benchmark (issue 13).
+
+Six models (eight runs with the second seeds), one shared recipe, from scratch, on the embedded
+handwritten-digits benchmark; docs/study.md.
 
     python tools/study.py                       # every run not finished yet, in order
     python tools/study.py --budget-min 11       # one resumable piece: stop after 11 min of training

@@ -84,3 +84,36 @@ def test_time_iters_measures_every_model_and_estimates_the_study(tmp_path, monke
         sum(t["median_s"] for t in out["s_per_iter"].values()) * 1000 / 3600)
     with open(tmp_path / "timing.json") as f:
         assert json.load(f)["iters_timed"] == 1
+
+
+def test_every_run_shares_one_recipe_and_only_the_backbone_differs():
+    from odedet.benchmarks import study
+
+    cfgs = {s.key: study.build_cfg(s, output_dir="out", max_iter=1000, train_set="a_train",
+                                   val_set="a_val") for s in study.RUNS}
+    shared = ("SOLVER", "INPUT", "DATALOADER", "TEST", "MODEL.RPN", "MODEL.ROI_HEADS",
+              "MODEL.ROI_BOX_HEAD", "MODEL.ANCHOR_GENERATOR", "MODEL.FPN", "MODEL.PIXEL_STD",
+              "MODEL.ODE.METHOD_TRAIN", "MODEL.ODE.STEP_SIZE_TRAIN", "MODEL.ODE.METHOD_TEST",
+              "MODEL.ODE.ADJOINT", "MODEL.ODE.TRAIN_SOLVERS", "MODEL.ODE.NORM",
+              "MODEL.RESNETS.NORM", "MODEL.BACKBONE.FREEZE_AT", "MODEL.WEIGHTS")
+
+    def get(cfg, key):
+        for part in key.split("."):
+            cfg = cfg[part]
+        return cfg
+
+    ref = cfgs["r50_fpn"]
+    for key, cfg in cfgs.items():
+        for k in shared:
+            assert get(cfg, k) == get(ref, k), (key, k)
+        assert cfg.OUTPUT_DIR == os.path.join("out", key)
+        assert cfg.SOLVER.MAX_ITER == 1000 and cfg.DATASETS.TEST == ("a_val",)
+    assert ref.SOLVER.STEPS == (730, 915) and ref.SOLVER.WARMUP_ITERS == 100
+    assert {cfgs[k].SEED for k in ("ode_r50_fpn_s7", "ode_r50_fpn_s8")} == {7, 8}
+    assert {cfgs[k].SEED for k in ("r101_fpn_s7", "r101_fpn_s8")} == {7, 8}
+    depth = {k: c.MODEL.RESNETS.DEPTH for k, c in cfgs.items()}
+    assert depth["r101_fpn_s7"] == 101 and depth["ode_r50_fpn_s7"] == 50
+    assert depth["ode_r18_fpn"] == depth["r18_fpn"] == 18
+    assert list(cfgs["ode_r50_fpn_res4"].MODEL.ODE.STAGES) == ["res4"]
+    assert len(cfgs["ode_r50_fpn_s7"].MODEL.ODE.STAGES) == 4
+    assert cfgs["r50_fpn"].MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"
