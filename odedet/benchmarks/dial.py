@@ -60,13 +60,30 @@ def evaluate(model, cfg, dataset: str, max_images: int) -> dict:
     from odedet.evaluation.build import build_evaluators
 
     dicts = DatasetCatalog.get(dataset)
-    dicts = dicts[:max_images] if max_images else dicts
+    if max_images and max_images < len(dicts):
+        dataset = _subset(dataset, dicts[:max_images])
+        dicts = DatasetCatalog.get(dataset)
     loader = build_detection_test_loader(dataset=dicts, mapper=build_mapper(cfg, False))
     reset_nfe(model)
     results = inference_on_dataset(model, loader, build_evaluators(cfg, dataset))
     row = _metrics(results)
     row["nfe_per_image"] = nfe_counts(model)["forward"] / max(len(dicts), 1)
     return row
+
+
+def _subset(dataset: str, dicts: list) -> str:
+    """Register the first images of ``dataset`` as their own dataset, so the evaluator scores
+    them against their own ground truth (the parent's COCO json would count every other
+    image's objects as missed)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    name = f"{dataset}_first{len(dicts)}"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: dicts)
+        meta = {k: v for k, v in MetadataCatalog.get(dataset).as_dict().items()
+                if k not in ("name", "json_file")}
+        MetadataCatalog.get(name).set(**meta)
+    return name
 
 
 def latency_inputs(cfg, dataset: str, n: int) -> list[dict]:

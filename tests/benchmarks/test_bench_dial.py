@@ -80,3 +80,17 @@ def test_dial_refuses_weights_with_missing_keys(tmp_path):
     with pytest.raises(CheckpointMismatchError):
         _run(["dial", "--quick", "--config-file", ODE, "--weights", str(shallow_w)],
              tmp_path / "out", "dial")
+
+
+def test_subset_is_scored_against_its_own_ground_truth(tmp_path, one_torch_thread):
+    from odedet.benchmarks.dial import _subset
+    from odedet.data.synthetic_shapes import ShapesParams, ensure, register_synthetic_shapes
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    params = ShapesParams(num_train=1, num_val=3)
+    names = register_synthetic_shapes(str(tmp_path), params, "odedet_shapes_subset_t", replace=True)
+    ensure(params, str(tmp_path))
+    sub = _subset(names[1], DatasetCatalog.get(names[1])[:2])
+    assert len(DatasetCatalog.get(sub)) == 2
+    meta = MetadataCatalog.get(sub)
+    assert not hasattr(meta, "json_file") and meta.thing_classes == MetadataCatalog.get(names[1]).thing_classes
