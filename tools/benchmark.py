@@ -155,11 +155,11 @@ _FULL = {
                    models=["ODE-FPN", "R-50-FPN", "R-101-FPN"]),
     "detector-memory": dict(
         studies=["default", "steps", "batch", "size", "budget"],
-        models=["ODE-R50-FPN", "ODE-R50-FPN-lean", "ODE-R50-FPN-direct", "R-50-FPN", "R-101-FPN"],
+        models=["ODE-R50-FPN-lean", "R-101-FPN", "R-50-FPN", "ODE-R50-FPN", "ODE-R50-FPN-direct"],
         curve_models=["ODE-R50-FPN-lean", "R-50-FPN", "R-101-FPN"],
         budget_models=["ODE-R50-FPN-lean", "R-50-FPN", "R-101-FPN"],
         default_batch=2, default_short=800, default_long=1333, batches=[1, 2, 4],
-        shorts=[512, 800, 1024], ode_steps=[1, 2, 4, 8, 16], steps_model="ODE-R50-FPN-lean",
+        shorts=[512, 800, 1024], ode_steps=[1, 16, 4, 2, 8], steps_model="ODE-R50-FPN-lean",
         steps_method="euler", budget_gib=8.0, budget_max_batch=32, jobs=2, max_minutes=0.0,
         warmup_size=64, extra_opts=[]),
     "overhead": dict(batch=16, channels=64, size=32, steps=[8], warmup=2, repeat=7),

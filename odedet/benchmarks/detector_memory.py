@@ -309,7 +309,7 @@ class PointStore:
     def __init__(self, path: str):
         self.path = path
         self.points = {}
-        self._sync(lambda pts: None)
+        self._sync(lambda pts: False)  # read only
 
     def _sync(self, change) -> None:
         import fcntl
@@ -463,7 +463,7 @@ def budget_rows(store: PointStore, model: str, args) -> dict:
         if (row.get("model") == model and row.get("height") == args.default_short
                 and row.get("width") == args.default_long
                 and row.get("opts") == list(args.extra_opts)
-                and "error" not in row):
+                and "peak_mb" in row and "claimed_by" not in row):
             out[row["batch"]] = row
     return out
 
@@ -522,12 +522,11 @@ def build_document(store, args, env, out_dir) -> dict:
     for key in ("batch", "size"):
         curve += [r for r in (get(s) for s in plan[key]) if r]
     curve += [r for r in default if r["model"] in args.curve_models]
-    if curve:
+    if any(r not in default for r in curve):
         curve.sort(key=lambda r: (r["model"], r["height"], r["batch"]))
         tables.append(table("Curve over batch and image size", [_row(r) for r in curve]))
         plots.append(plot_curves(curve, args, out_dir, env))
-    steps = [(k, get(s)) for k, s in zip(args.ode_steps, plan["steps"])]
-    steps = [(k, r) for k, r in steps if r]
+    steps = sorted((k, get(s)) for k, s in zip(args.ode_steps, plan["steps"]) if get(s))
     if steps:
         tables.append(table(f"{args.steps_model}: peak vs ODE solver steps per block "
                             f"({args.steps_method}), {args.default_batch} x "
@@ -576,12 +575,22 @@ def build_document(store, args, env, out_dir) -> dict:
                          extra=summary, notes=notes, plots=plots, env=env)
 
 
+def _part_order(part: str) -> tuple:
+    """stem, res2 .. res5 (transition first), FPN, RPN, ROI heads, other."""
+    fixed = {"stem": 0, "FPN": 60, "RPN": 70, "ROI heads": 80}
+    if part in fixed:
+        return (fixed[part], part)
+    if part.startswith("res") and part[3:4].isdigit():
+        return (10 * int(part[3]) + (0 if part.endswith("transition") else 1), part)
+    return (90, part)
+
+
+def _parts(default) -> list:
+    return sorted({p for r in default for p in r.get("saved_mb", {})}, key=_part_order)
+
+
 def _breakdown_rows(default) -> list:
-    parts = []
-    for r in default:
-        for p in r.get("saved_mb", {}):
-            if p not in parts:
-                parts.append(p)
+    parts = _parts(default)
     rows = []
     for p in parts:
         row = {"part": p}
@@ -601,9 +610,7 @@ def plot_breakdown(default, out_dir, env) -> str:
 
     fig, ax = new_figure("Training-step memory by part (saved for backward)", "model", "MB")
     names = [r["model"] for r in default]
-    parts = []
-    for r in default:
-        parts += [p for p in r.get("saved_mb", {}) if p not in parts]
+    parts = _parts(default)
     bottom = [0.0] * len(default)
     cmap = __import__("matplotlib").colormaps["tab20"]
     for i, p in enumerate(parts):
