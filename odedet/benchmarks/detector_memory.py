@@ -330,8 +330,12 @@ class PointStore:
         row = self.points.get(point_key(spec))
         if not row or "error" in row or "claimed_by" in row:
             return None
-        if row.get("exceeded") and row.get("budget_mb") != spec.get("budget_mb"):
-            return None  # stopped at another budget: not a full measurement for this spec
+        if row.get("exceeded"):
+            # A probe stopped at budget B says only "peak > B": it answers a probe at a budget
+            # <= B, never a spec that needs the full measurement.
+            budget = spec.get("budget_mb")
+            if not budget or budget > row.get("budget_mb", 0):
+                return None
         return row
 
     def claim(self, spec) -> bool:
@@ -351,7 +355,16 @@ class PointStore:
         return bool(won)
 
     def put(self, spec, result) -> None:
-        self._sync(lambda pts: pts.__setitem__(point_key(spec), dict(spec, **result)))
+        key = point_key(spec)
+
+        def change(pts):
+            row = pts.get(key)
+            full = row and not any(k in row for k in ("error", "claimed_by", "exceeded"))
+            if full and result.get("exceeded"):
+                return False  # a full measurement is never replaced by a stopped probe
+            pts[key] = dict(spec, **result)
+
+        self._sync(change)
 
 
 def _alive(pid: int) -> bool:
