@@ -34,7 +34,7 @@ SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 # PEP 440 local version: v0.6 sources, odedet's pure-PyTorch patch set number 1. Bump it when
 # PATCHES or _pure_ops.py change: an environment holding this version is otherwise left as is.
-BUILD_VERSION = "0.6+purepytorch.1"
+BUILD_VERSION = "0.6+purepytorch.2"
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,6 +71,13 @@ PATCHES = [
     ("layers/roi_align_rotated.py", "from detectron2 import _C\n", _LOAD_C + "\n"),
     ("layers/rotated_boxes.py", "from detectron2 import _C\n", _LOAD_C + "\n"),
     ("evaluation/fast_eval_api.py", "from detectron2 import _C\n", _LOAD_C + "\n"),
+    # nms_rotated calls torch.ops.detectron2.nms_rotated, which importing _C registers; without
+    # _C, load_compiled_ops() registers the pure-PyTorch op under the same name.
+    (
+        "layers/nms.py",
+        "from torchvision.ops import nms  # BC-compat\n",
+        "from torchvision.ops import nms  # BC-compat\n\n" + _LOAD_C + "\n",
+    ),
     # deformable convolution: torchvision's op (autograd on CPU and CUDA) when _C is missing or
     # the input is on the CPU (v0.6's own CPU path had a forward but no backward).
     (
