@@ -57,6 +57,14 @@ INSTALL_REQUIRES = [
     "hydra-core>=1.1",
 ]
 
+# detectron2.projects.<name> -> its folder under projects/ (the official setup.py's package_dir).
+PROJECTS = {
+    "point_rend": "PointRend/point_rend",
+    "deeplab": "DeepLab/deeplab",
+    "panoptic_deeplab": "Panoptic-DeepLab/panoptic_deeplab",
+}
+
+
 def _block(indent: int, text: str) -> str:
     """Dedent a replacement block, then indent it to the patched site's level."""
     return textwrap.indent(textwrap.dedent(text), " " * indent)
@@ -133,6 +141,14 @@ PATCHES = [
                 coco_eval = (COCOeval_opt if use_fast_impl else COCOeval)(coco_gt, coco_dt, iou_type)
             """
         ),
+    ),
+    # caffe2 is gone from torch: detectron2.export imports its caffe2 API only when caffe2 is
+    # importable (as detectron2 main does), so TracingAdapter / scripting_with_instances work.
+    (
+        "export/__init__.py",
+        "from .api import *\n",
+        "try:\n    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401\nexcept ImportError:\n"
+        "    pass  # caffe2 (removed from torch) is optional\nelse:\n    from .api import *\n",
     ),
     # 2. Pillow >= 10 removed Image.LINEAR (it was an alias of BILINEAR).
     (
@@ -288,12 +304,15 @@ def build_wheel(sdist: Path, cache: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with tarfile.open(sdist) as tar:
-            members = [
-                m for m in tar.getmembers() if m.name.startswith(f"{SDIST_NAME}-{SDIST_VERSION}/detectron2/")
-            ]
+            prefixes = tuple(f"{SDIST_NAME}-{SDIST_VERSION}/{d}/" for d in ("detectron2", "projects"))
+            members = [m for m in tar.getmembers() if m.name.startswith(prefixes)]
             tar.extractall(tmp, members=members, filter="data")
         root = tmp / f"{SDIST_NAME}-{SDIST_VERSION}"
         apply_patches(root)
+        # detectron2.projects.{point_rend,deeplab,panoptic_deeplab} are packaged, as the official
+        # setup.py does with package_dir (detectron2's own tests import point_rend).
+        for pkg, src in PROJECTS.items():
+            shutil.copytree(root / "projects" / src, root / "detectron2" / "projects" / pkg)
         (root / "setup.py").write_text(SETUP_PY)
         cmd = [
             sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
