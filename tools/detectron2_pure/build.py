@@ -110,6 +110,19 @@ PATCHES = [
             """
         ),
     ),
+    # COCOeval_opt used directly without _C: pycocotools' own evaluate()/accumulate() (same
+    # results, Python speed) instead of an error on the first call.
+    (
+        "evaluation/fast_eval_api.py",
+        "        :return: None\n        \"\"\"\n",
+        "        :return: None\n        \"\"\"\n        if not _C:\n            return super().evaluate()\n",
+    ),
+    (
+        "evaluation/fast_eval_api.py",
+        "        support changing parameter settings from those used by self.evaluate()\n        \"\"\"\n",
+        "        support changing parameter settings from those used by self.evaluate()\n        \"\"\"\n"
+        "        if not _C:\n            return super().accumulate()\n",
+    ),
     # fast COCO evaluation falls back to pycocotools' COCOeval by itself.
     (
         "evaluation/coco_evaluation.py",
@@ -149,6 +162,29 @@ PATCHES = [
         "from .api import *\n",
         "try:\n    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401\nexcept ImportError:\n"
         "    pass  # caffe2 (removed from torch) is optional\nelse:\n    from .api import *\n",
+    ),
+    # Python >= 3.11: random.sample() no longer takes a set (MapDataset's retry after a failed
+    # mapper call); detectron2 main's fix.
+    (
+        "data/common.py",
+        "cur_idx = self._rng.sample(self._fallback_candidates, k=1)[0]",
+        "cur_idx = self._rng.sample(list(self._fallback_candidates), k=1)[0]",
+    ),
+    # torch >= 2.0: built-in schedulers (StepLR, ...) derive from LRScheduler, no longer from
+    # _LRScheduler, so the LRScheduler hook saved and resumed no scheduler state for them.
+    (
+        "engine/hooks.py",
+        "    def state_dict(self):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
+        "    def state_dict(self):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):\n",
+    ),
+    (
+        "engine/hooks.py",
+        "    def load_state_dict(self, state_dict):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
+        "    def load_state_dict(self, state_dict):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):\n",
     ),
     # 2. Pillow >= 10 removed Image.LINEAR (it was an alias of BILINEAR).
     (
