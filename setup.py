@@ -22,6 +22,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["odedet", "odedet.*"]),
+    # `odedet` lists the tools (tools/*.py, one line each) and runs one: `odedet train_net ...`
+    entry_points={"console_scripts": ["odedet = odedet.__main__:main"]},
     install_requires=[
         "torch>=2.1",
         "torchvision",

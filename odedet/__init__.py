@@ -8,9 +8,14 @@ __version__ = "0.1.0"
 
 import warnings  # noqa: E402
 
-# detectron2 v0.6 calls torch.jit.script at import time, which torch 2.14 deprecates; users can
-# do nothing about it, so it is not shown.
-warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+# Warnings detectron2 v0.6's own code raises under current torch, which a user can do nothing
+# about; the tools import odedet before detectron2 so that they start quietly. Each filter names
+# one message: torch.jit.script is deprecated (box_regression.py, at import time); torch.meshgrid
+# without indexing= (anchor_generator.py, first training step).
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                        category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release",
+                        category=UserWarning)
 
 from .config import add_odedet_config, get_odedet_cfg  # noqa: E402,F401
 from . import _register  # noqa: E402,F401  (side effect: registration, idempotent)

@@ -25,7 +25,8 @@ def add_ode_config(cfg):
     # 1x1-3x3-1x1 block with ResNet-50 widths, time as an extra channel of every conv.
     _C.MODEL.ODE.DYNAMICS = "auto"
     # Normalisation inside the dynamics: "GN" (default; works from scratch and at batch size 1),
-    # "BN", or "" (none). Statistics of BN are shared across all solver steps.
+    # "BN", or "" (none). Statistics of BN are shared across all solver steps; its running
+    # statistics are updated by the forward solve only, never by the adjoint's backward re-evaluations.
     _C.MODEL.ODE.NORM = "GN"
     # Start the dynamics' last norm scale at 0, so every ODE block is the identity at
     # initialisation (like zero-init residuals). False = the reference ODE-Net's initialisation.
@@ -49,13 +50,18 @@ def add_ode_config(cfg):
     _C.MODEL.ODE.ATOL_TRAIN = 1e-3
     _C.MODEL.ODE.RTOL_TEST = 1e-3
     _C.MODEL.ODE.ATOL_TEST = 1e-3
-    # Step size of fixed-grid methods (T_END / STEP_SIZE steps); also the first step of adaptive
-    # methods when > 0 there (0 lets the solver choose).
+    # Step size of fixed-grid methods (T_END / STEP_SIZE steps). Adaptive methods ignore it
+    # (their first step is MODEL.ODE.FIRST_STEP_*, see add_first_step_config).
     _C.MODEL.ODE.STEP_SIZE_TRAIN = 0.25
     _C.MODEL.ODE.STEP_SIZE_TEST = 0.25
     # Step guard: an adaptive solve taking more steps than this stops with an error that says
     # what to change, instead of running for hours on a stiff problem.
     _C.MODEL.ODE.MAX_NUM_STEPS = 1000
+    # Residual blocks of each stage (res2..res5) that is NOT in MODEL.ODE.STAGES, for
+    # build_ode_resnet_backbone(_fpn); [] = the standard counts of MODEL.RESNETS.DEPTH
+    # (ResNet-18: 2 2 2 2). [1, 1, 1, 1] with STAGES [] is the ODE-ResNet with its ODE blocks
+    # removed (each stage only its strided transition block): the shallow ResNet baseline.
+    _C.MODEL.ODE.BLOCKS_PER_STAGE = []
 
 
 def add_optimizer_config(cfg):
@@ -70,16 +76,31 @@ def add_optimizer_config(cfg):
     _C.SOLVER.BETAS = (0.9, 0.999)
 
 
+def add_first_step_config(cfg):
+    """MODEL.ODE.FIRST_STEP_*: the first step of adaptive solvers (issue 15: STEP_SIZE_* used to
+    set it silently)."""
+    _C = cfg
+    # First step of adaptive methods (dopri5, bosh3, ...); 0 lets the solver choose it, as
+    # torchdiffeq does by default. Fixed-grid methods ignore it (they use STEP_SIZE_*).
+    _C.MODEL.ODE.FIRST_STEP_TRAIN = 0.0
+    _C.MODEL.ODE.FIRST_STEP_TEST = 0.0
+
+
 # Each application adds its keys here; their modules own them. Entries are "module:function"
 # strings imported when a config is built, so that config.py imports nothing from the rest of
 # odedet at import time (those modules import odedet.config themselves: no import cycles).
 _EXTENSIONS = [
     "odedet.config:add_ode_config",
+    "odedet.ode.training:add_ode_training_config",
     "odedet.config:add_optimizer_config",
+    "odedet.config:add_first_step_config",
+    "odedet.engine.budget:add_budget_config",
     "odedet.config_check:add_reliability_config",
     "odedet.evaluation.detection:add_detection_eval_config",
     "odedet.modeling.depth.config:add_depth_config",
+    "odedet.modeling.backbone.ode_vgg:add_ode_vgg_config",  # issue 17: MODEL.ODE_VGG
     "odedet.modeling.classification.config:add_classification_config",
+    "odedet.modeling.checkpointing:add_memory_config",
 ]
 
 
@@ -94,7 +115,13 @@ def add_odedet_config(cfg):
 
 
 def get_odedet_cfg():
-    """A detectron2 default config with odedet's keys: the starting point of every odedet tool."""
-    cfg = get_cfg()
+    """A detectron2 default config with odedet's keys: the starting point of every odedet tool.
+
+    It is a :class:`odedet.config_check.SafeCfgNode`: merging a file into it never runs code
+    (``.py`` configs and YAML python tags are refused), and its ``merge_from_file`` /
+    ``merge_from_list`` raise ``ConfigError`` with close valid keys for typos."""
+    from odedet.config_check import make_safe
+
+    cfg = make_safe(get_cfg())
     add_odedet_config(cfg)
     return cfg

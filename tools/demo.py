@@ -15,10 +15,10 @@ from the config's first test dataset.
 import argparse
 import sys
 
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.utils.logger import setup_logger
 
-import odedet  # noqa: F401  (registers odedet components)
-from odedet.config_check import load_config
+from odedet.config_check import config_file_arg, load_config
 from odedet.data.datasets import add_dataset_arguments, register_from_args
 from odedet.engine.demo import Predictor, image_paths, run_on_images, run_on_video
 from odedet.modeling.depth import demo as _depth_demo  # noqa: F401  (depth renderer)
@@ -28,7 +28,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--config-file", required=True, metavar="FILE", type=config_file_arg,
+                        help="a path, or a name under configs/ (e.g. odenet_faster_rcnn.yaml)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", nargs="+", help="image files, folders or glob patterns")
     src.add_argument("--video-input", help="a video file")

@@ -10,33 +10,38 @@ the ground truth with detectron2's Visualizer, and prints where everything went.
     python tools/quickstart.py --baseline       # + the ResNet-18 baseline, side by side
     python tools/quickstart.py --quick          # smoke test: tiny dataset, a few iterations
     python tools/quickstart.py --max-iter 200 MODEL.ODE.METHOD_TEST rk4   # shorter; overrides
+    python tools/quickstart.py --budget-min 20  # a 20-minute training budget (default 10)
+
+Training keeps a wall-clock budget (--budget-min, default 10 minutes): the speed of the first
+iterations is measured and, if the recipe's iterations would not fit on this machine, the whole
+schedule (MAX_ITER, LR steps, warm-up) is shortened in proportion (odedet.engine.budget; the log
+says what was fitted, the table gives the iterations run and s/iter).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import time
 
 import cv2
-import numpy as np
 import torch
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import HookBase
-from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
 from odedet import get_odedet_cfg
+from odedet.config_check import config_file_arg
 from odedet.data.synthetic_shapes import (
     ShapesParams,
     dataset_dir,
     ensure,
     register_synthetic_shapes,
 )
-from odedet.engine import Trainer
+from odedet.engine.demo import titled_panels
+from odedet.engine.runs import scale_schedule, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {  # table name -> config
@@ -49,10 +54,14 @@ QUICK_PARAMS = ShapesParams(num_train=32, num_val=8)  # --quick: a dataset made 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--output-dir", default="output/quickstart", help="where runs go")
-    p.add_argument("--config-file", default=None,
-                   help="train this config instead of the ODE quickstart model")
+    p.add_argument("--config-file", default=None, type=config_file_arg,
+                   help="train this config (a path, or a name under configs/) instead of the "
+                   "ODE quickstart model")
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
+    p.add_argument("--budget-min", type=float, default=10.0,
+                   help="wall-clock training budget per model, minutes: the schedule is fitted "
+                   "to the measured speed (0: run the recipe's MAX_ITER as configured)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 32/8-image dataset under OUTPUT_DIR, 10 iterations")
     p.add_argument("--dataset-root", default=None,
@@ -61,19 +70,6 @@ def parse_args(argv=None):
     p.add_argument("--vis-score", type=float, default=0.5, help="score threshold of drawings")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return p.parse_args(argv)
-
-
-class _TrainTimer(HookBase):
-    """Wall time of the training iterations alone (evaluation runs in after_train, later)."""
-
-    def before_train(self):
-        self.start = self.last_step = time.perf_counter()
-
-    def after_step(self):
-        self.last_step = time.perf_counter()
-
-    def after_train(self):
-        self.end = time.perf_counter()
 
 
 def prepare_data(args) -> tuple[str, str]:
@@ -96,44 +92,15 @@ def prepare_data(args) -> tuple[str, str]:
 def build_cfg(config_file, name, args, train_set, val_set):
     cfg = get_odedet_cfg()
     cfg.merge_from_file(config_file)
+    cfg.SOLVER.TIME_BUDGET.MINUTES = 0.0 if args.quick else args.budget_min
     cfg.merge_from_list(args.opts)
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (train_set,), (val_set,)
     cfg.OUTPUT_DIR = os.path.join(args.output_dir, os.path.basename(cfg.OUTPUT_DIR.rstrip("/")))
     max_iter = args.max_iter if args.max_iter is not None else (10 if args.quick else None)
     if max_iter is not None:  # shorten the schedule proportionally
-        scale = max_iter / cfg.SOLVER.MAX_ITER
-        cfg.SOLVER.STEPS = tuple(sorted({int(s * scale) for s in cfg.SOLVER.STEPS} - {0}))
-        cfg.SOLVER.WARMUP_ITERS = int(cfg.SOLVER.WARMUP_ITERS * scale)
-        cfg.SOLVER.MAX_ITER = max_iter
+        scale_schedule(cfg, max_iter)
     cfg.freeze()
     return cfg
-
-
-def train_and_evaluate(cfg) -> dict:
-    """Train from scratch, evaluate through Trainer.test; return the measured figures."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
-    # As detectron2's default_setup does: a fixed SEED makes the data order and augmentation
-    # reproducible (model initialisation already is); SEED < 0 draws one.
-    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    timer = _TrainTimer()
-    trainer.register_hooks([timer])
-    trainer.train()
-    results = getattr(trainer, "_last_eval_results", None) or Trainer.test(cfg, trainer.model)
-    results = next(iter(results.values())) if cfg.DATASETS.TEST[0] in results else results
-    history = trainer.storage.histories()
-    nfe = history["nfe_forward"].global_avg() if "nfe_forward" in history else 0.0
-    model = getattr(trainer.model, "module", trainer.model)
-    return dict(
-        AP=results["bbox"]["AP"], AP50=results["bbox"]["AP50"],
-        P=results["prf1"]["precision"], R=results["prf1"]["recall"], F1=results["prf1"]["F1"],
-        params=sum(p.numel() for p in model.parameters()),
-        train_s=timer.last_step - timer.start, eval_s=timer.end - timer.last_step,
-        iters=cfg.SOLVER.MAX_ITER, nfe_forward_per_iter=nfe, model=model,
-    )
 
 
 def visualize(cfg, model, dataset_name, out_dir, num, score):
@@ -153,19 +120,20 @@ def visualize(cfg, model, dataset_name, out_dir, num, score):
         gt = Visualizer(rgb, meta, scale=3.0).draw_dataset_dict(d).get_image()
         pred = Visualizer(rgb, meta, scale=3.0).draw_instance_predictions(inst).get_image()
         name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
-        cv2.imwrite(os.path.join(out_dir, name), np.hstack([gt, pred])[:, :, ::-1])
+        both = titled_panels([gt, pred], ["ground truth", f"prediction (score >= {score:g})"])
+        cv2.imwrite(os.path.join(out_dir, name), both[:, :, ::-1])
     return out_dir
 
 
 def print_table(rows: dict) -> None:
     head = f"{'model':<26}{'AP':>7}{'AP50':>7}{'P':>7}{'R':>7}{'F1':>7}{'params':>9}"
-    head += f"{'train':>9}{'s/iter':>8}{'NFE/it':>8}"
+    head += f"{'iters':>7}{'train':>8}{'s/iter':>8}{'NFE/it':>8}"
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
         print(
             f"{name:<26}{r['AP']:7.1f}{r['AP50']:7.1f}{r['P']:7.1f}{r['R']:7.1f}{r['F1']:7.1f}"
-            f"{r['params'] / 1e6:8.2f}M{r['train_s']:8.0f}s{r['train_s'] / r['iters']:8.2f}"
+            f"{r['params'] / 1e6:8.2f}M{r['iters']:7d}{r['train_s']:7.0f}s{r['s_per_iter']:8.2f}"
             f"{r['nfe_forward_per_iter']:8.0f}"
         )
 
@@ -188,7 +156,9 @@ def main(argv=None):
     rows = {}
     for name, config_file in configs.items():
         cfg = build_cfg(config_file, name, args, train_set, val_set)
-        print(f"\n== {name}: training {cfg.SOLVER.MAX_ITER} iterations ({config_file}) ==")
+        budget = cfg.SOLVER.TIME_BUDGET.MINUTES
+        print(f"\n== {name}: training {cfg.SOLVER.MAX_ITER} iterations ({config_file})"
+              + (f", fitted into a {budget:g}-minute budget ==" if budget > 0 else " =="))
         r = train_and_evaluate(cfg)
         r["vis_dir"] = visualize(cfg, r.pop("model"), val_set, os.path.join(cfg.OUTPUT_DIR, "vis"),
                                  args.num_vis, args.vis_score)
@@ -197,8 +167,11 @@ def main(argv=None):
     print(f"\nHeld-out split {val_set}: COCO box AP/AP50, P/R/F1 at IoU 0.5 (%):")
     print_table(rows)
     summary = os.path.join(args.output_dir, "quickstart_results.json")
-    with open(summary, "w") as f:
-        json.dump(rows, f, indent=2)
+    from odedet.benchmarks.output import command_line, environment
+
+    with open(summary, "w") as f:  # "_" keys: where and how it was measured, not models
+        json.dump({**rows, "_environment": environment(), "_command": command_line()}, f,
+                  indent=2)
     for name, r in rows.items():
         print(f"{name}: checkpoint, metrics.json, TensorBoard events and COCO results in "
               f"{os.path.abspath(r['output_dir'])}; visualised detections in "

@@ -20,10 +20,11 @@ import sys
 
 import numpy as np
 import torch
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.modeling import build_model
 
-import odedet  # noqa: F401  (registers models, datasets, evaluators)
 from odedet.config import get_odedet_cfg
+from odedet.config_check import config_file_arg
 from odedet.data.classification import DATASET_NAMES, build_loaders, load_classification_data
 from odedet.engine.classification import train_classifier
 from odedet.evaluation.classification import evaluate_classifier
@@ -59,8 +60,10 @@ def _common_args(s, paper: bool):
         s.add_argument("--model", default=None,
                        help="a preset (see `list`); default mnist-odenet, or none with "
                             "--config-file (then that file's backbone is used)")
-        s.add_argument("--config-file", default="", help="detectron2/odedet yaml: its backbone")
+        s.add_argument("--config-file", default="", type=config_file_arg,
+                       help="detectron2/odedet yaml (a path, or a name under configs/): its backbone")
         s.add_argument("--export-backbone-for", default="", metavar="DETECTOR_YAML",
+                       type=config_file_arg,
                        help="also write backbone_for_detector.pth loadable by MODEL.WEIGHTS")
     s.add_argument("--dataset", default="digits", choices=DATASET_NAMES)
     s.add_argument("--data-root", default=None, help="default: $DETECTRON2_DATASETS or datasets")
@@ -94,6 +97,8 @@ def _seed(seed: int):
 
 def run_one(args, model_name: str | None, out_dir: str) -> dict:
     """Train one classifier, measure it, write its report into ``out_dir``; return the report."""
+    if getattr(args, "export_backbone_for", ""):  # a bad detector yaml fails now, not after training
+        get_odedet_cfg().merge_from_file(args.export_backbone_for)
     _seed(args.seed)
     data = load_classification_data(
         args.dataset, args.data_root, seed=args.seed, channels=input_channels(model_name),
@@ -184,9 +189,12 @@ def run_paper_table(args) -> dict:
             f"2 training steps at batch {args.memory_batch or args.batch_size}. Paper: MNIST.\n")
     with open(os.path.join(args.output_dir, "paper_table1.md"), "w") as f:
         f.write(table + "\n" + note)
+    from odedet.benchmarks.output import command_line, environment
+
     with open(os.path.join(args.output_dir, "paper_table1.json"), "w") as f:
         json.dump({n: {k: r[k] for k in ("run", "cost", "memory", "train")} | {
-            "test_error": 1 - r["test"]["top1"]} for n, r in reports.items()}, f, indent=2)
+            "test_error": 1 - r["test"]["top1"]} for n, r in reports.items()}
+            | {"_environment": environment(), "_command": command_line()}, f, indent=2)
     print(table + "\n" + note)
     return reports
 

@@ -19,16 +19,17 @@ joined by gloo, splitting the machine's cores. ``--dist-backend`` overrides the 
 ``--num-machines``/``--machine-rank``/``--dist-url`` work as in detectron2.
 """
 import logging
-import os
 import sys
 
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
-import odedet
-from odedet.config_check import check_config, merge_from_file, merge_from_list
+from odedet.config_check import (
+    ConfigError, check_config, merge_from_file, merge_from_list, resolve_config_file,
+)
 from odedet.data.datasets import add_dataset_arguments, register_from_args, validate_datasets
 from odedet.engine import Trainer
 from odedet.engine.checkpoint import OdedetCheckpointer, load_weights
@@ -52,8 +53,6 @@ def load_cfg(args):
     """The config of ``--config-file`` with ``opts`` overrides (not frozen, no side effects)."""
     if not args.config_file:
         raise SystemExit("--config-file is required (e.g. configs/odenet_faster_rcnn.yaml)")
-    if not os.path.isfile(args.config_file):
-        raise SystemExit(f"config file {args.config_file} not found")
     cfg = odedet.get_odedet_cfg()
     merge_from_file(cfg, args.config_file)  # unknown keys: error listing close valid keys
     merge_from_list(cfg, args.opts)
@@ -119,7 +118,13 @@ def main(args):
 
 
 def cli(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config_file:  # a path, or a name under configs/ (any working directory)
+        try:
+            args.config_file = resolve_config_file(args.config_file)
+        except ConfigError as e:
+            parser.error(f"argument --config-file: {e}")
     print("Command Line Args:", args)
     world = args.num_gpus * args.num_machines
     backend = resolve_backend(args.dist_backend, load_cfg(args).MODEL.DEVICE) if world > 1 else ""

@@ -18,12 +18,13 @@ import sys
 
 import cv2
 import numpy as np
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
-import odedet
+from odedet.config_check import config_file_arg
 from odedet.data.datasets import add_dataset_arguments, register_from_args, validate_datasets
 from odedet.data.image_io import read_image
 
@@ -36,7 +37,8 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=["annotation", "dataloader"], default="annotation")
     parser.add_argument("--dataset", help="dataset name (default: the config's DATASETS.TRAIN)")
-    parser.add_argument("--config-file", metavar="FILE", default="")
+    parser.add_argument("--config-file", metavar="FILE", default="", type=config_file_arg,
+                        help="a path, or a name under configs/")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--max-images", type=int, default=0, help="stop after N images (0: all)")
     add_dataset_arguments(parser)

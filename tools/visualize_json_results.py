@@ -6,7 +6,7 @@
       --dataset odedet_shapes_val --output vis/val
 
 Each output image is the predictions (score >= --conf-threshold) on the left and the ground
-truth on the right. The json is what COCOEvaluator writes during evaluation
+truth on the right, each under its title. The json is what COCOEvaluator writes during evaluation
 (``coco_instances_results.json``: image_id, category_id in the dataset's ids, bbox XYWH, score).
 """
 import argparse
@@ -17,14 +17,15 @@ from collections import defaultdict
 
 import cv2
 import numpy as np
+import odedet  # noqa: F401,I001  (first: registers odedet, quiets detectron2 v0.6 warnings)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 
-import odedet  # noqa: F401  (registers odedet's datasets)
 from odedet.data.datasets import add_dataset_arguments, register_from_args, validate_datasets
 from odedet.data.image_io import read_image
+from odedet.engine.demo import titled_panels
 
 logger = setup_logger(name="odedet")
 
@@ -90,7 +91,9 @@ def main(argv=None):
         pred = Visualizer(img, meta).draw_instance_predictions(inst).get_image()
         gt = Visualizer(img, meta).draw_dataset_dict(dic).get_image()
         path = os.path.join(args.output, os.path.basename(dic["file_name"]))
-        cv2.imwrite(path, np.ascontiguousarray(np.concatenate([pred, gt], axis=1)[:, :, ::-1]))
+        both = titled_panels([pred, gt], [f"prediction (score >= {args.conf_threshold:g})",
+                                          "ground truth"])
+        cv2.imwrite(path, np.ascontiguousarray(both[:, :, ::-1]))
     logger.info(f"wrote {len(dicts)} image(s) to {args.output}")
     return len(dicts)
 

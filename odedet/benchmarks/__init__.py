@@ -1,5 +1,5 @@
 """Benchmarks behind ``tools/benchmark.py`` and ``tools/report.py``: memory, solver overhead,
-model cost, tolerance sweeps, and the ResNet vs ODE-Net comparison report.
+model cost, tolerance sweeps, the compute dial, and the ResNet vs ODE-Net comparison report.
 
 Not imported by ``import odedet`` (nothing here registers components); the subcommand modules
 are imported on demand.
@@ -10,9 +10,11 @@ import importlib
 
 SUBCOMMANDS = {
     "memory": "odedet.benchmarks.memory",
+    "detector-memory": "odedet.benchmarks.detector_memory",
     "overhead": "odedet.benchmarks.overhead",
     "models": "odedet.benchmarks.models",
     "tolerance": "odedet.benchmarks.tolerance",
+    "dial": "odedet.benchmarks.dial",
 }
 
 

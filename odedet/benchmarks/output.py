@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import sys
 
 
 def environment() -> dict:
@@ -17,7 +18,22 @@ def environment() -> dict:
     env["cpu"] = _cpu_model()
     env["cpu cores"] = str(os.cpu_count())
     env["measured at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    try:  # how busy the machine was (1-minute load average; 2.0 = both of 2 cores busy)
+        env["load average"] = f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        pass
     return env
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it (for 'reproduce with')."""
+    import shlex
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(".py"):
+        argv[0] = os.path.relpath(argv[0]) if os.path.isabs(argv[0]) else argv[0]
+        return "python " + " ".join(shlex.quote(a) for a in argv)
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _cpu_model() -> str:
@@ -37,6 +53,7 @@ def environment_line(env: dict) -> str:
         f"{env.get('cpu', '?')} ({env.get('cpu cores', '?')} cores), "
         f"{env.get('torch threads', '?')} torch threads, torch {env.get('torch', '?')}, "
         f"torchdiffeq {env.get('torchdiffeq', '?')}, detectron2 {env.get('detectron2', '?')}"
+        + (f", load average {env['load average']}" if env.get("load average") else "")
     )
 
 
@@ -81,8 +98,8 @@ def write_outputs(
     """
     os.makedirs(out_dir, exist_ok=True)
     env = env or environment()
-    doc = dict(benchmark=name, title=title, environment=env, tables=tables, summary=extra or {},
-               notes=notes or [], plots=plots or [])
+    doc = dict(benchmark=name, title=title, environment=env, command=command_line(),
+               tables=tables, summary=extra or {}, notes=notes or [], plots=plots or [])
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(doc, f, indent=2, default=str)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
@@ -105,6 +122,8 @@ def render_markdown(doc: dict, heading: str = "##", image_prefix: str = "") -> s
     parts += [f"![{p}]({image_prefix}{p})\n" for p in doc.get("plots", [])]
     parts.append(f"_Measured on {environment_line(doc['environment'])}; "
                  f"{doc['environment'].get('measured at', '')}._\n")
+    if doc.get("command"):
+        parts.append(f"Reproduce: `{doc['command']}`\n")
     return "\n".join(parts)
 
 

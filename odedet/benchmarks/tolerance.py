@@ -7,9 +7,17 @@ the model was trained/configured with; then one row per tolerance of an adaptive
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 
 import torch
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    PascalVOCDetectionEvaluator,
+)
 from torch import nn
 from tqdm import tqdm
 
@@ -39,13 +47,46 @@ class _Timed(nn.Module):
 
 
 def load_model(cfg, weights: str):
-    """The trained model from ``weights`` (weights-only load, odedet's checkpointer)."""
-    from odedet.engine.checkpoint import OdedetCheckpointer
+    """The trained model from ``weights``: weights-only, and strict (any missing, unexpected or
+    reshaped tensor is a CheckpointMismatchError: a partly random model would give a
+    meaningless sweep)."""
+    from odedet.engine.checkpoint import load_weights
     from odedet.engine.trainer import Trainer
 
     model = Trainer.build_model(cfg)
-    OdedetCheckpointer(model).load(weights)
+    load_weights(model, weights)
     return model.eval()
+
+
+class _OnSubset(DatasetEvaluator):
+    """Scores an evaluator on the evaluated images only: COCO AP with ``img_ids`` (detectron2's
+    COCOEvaluator otherwise scores against every GT image of the json, counting the images not
+    run as misses); Pascal VOC AP with an image-set file listing the subset."""
+
+    def __init__(self, inner, image_ids: list, tmpdir: str):
+        self.inner, self.image_ids = inner, list(image_ids)
+        if isinstance(inner, PascalVOCDetectionEvaluator):
+            path = os.path.join(tmpdir, f"subset_{id(inner)}.txt")
+            with open(path, "w") as f:
+                f.writelines(f"{i}\n" for i in self.image_ids)
+            inner._image_set_path = path
+
+    def reset(self):
+        self.inner.reset()
+
+    def process(self, inputs, outputs):
+        self.inner.process(inputs, outputs)
+
+    def evaluate(self):
+        if isinstance(self.inner, COCOEvaluator):
+            return self.inner.evaluate(img_ids=self.image_ids)
+        return self.inner.evaluate()
+
+
+def subset_evaluators(evaluators: DatasetEvaluators, dicts: list, tmpdir: str):
+    """``evaluators`` restricted to the images of ``dicts`` (see :class:`_OnSubset`)."""
+    ids = [d["image_id"] for d in dicts]
+    return DatasetEvaluators([_OnSubset(e, ids, tmpdir) for e in evaluators._evaluators])
 
 
 def evaluate_once(model, cfg, dataset: str, max_images: int) -> dict:
@@ -56,12 +97,16 @@ def evaluate_once(model, cfg, dataset: str, max_images: int) -> dict:
     from odedet.data.mappers import build_mapper
     from odedet.evaluation.build import build_evaluators
 
-    dicts = DatasetCatalog.get(dataset)
-    dicts = dicts[:max_images] if max_images else dicts
+    all_dicts = DatasetCatalog.get(dataset)
+    dicts = all_dicts[:max_images] if max_images else all_dicts
     loader = build_detection_test_loader(dataset=dicts, mapper=build_mapper(cfg, False))
     timed = _Timed(model)
     reset_nfe(model)
-    results = inference_on_dataset(timed, loader, build_evaluators(cfg, dataset))
+    with tempfile.TemporaryDirectory() as tmpdir:
+        evaluators = build_evaluators(cfg, dataset, output_dir=tmpdir)
+        if len(dicts) < len(all_dicts):
+            evaluators = subset_evaluators(evaluators, dicts, tmpdir)
+        results = inference_on_dataset(timed, loader, evaluators)
     row = {m: results[t][m] for t, m in METRICS if m in results.get(t, {})}
     row["nfe_per_image"] = nfe_counts(model)["forward"] / max(timed.images, 1)
     row["ms_per_image"] = 1e3 * timed.seconds / max(timed.images, 1)

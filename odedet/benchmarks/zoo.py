@@ -76,19 +76,22 @@ def build_detector(name: str, *, device: str = "cpu", config: str = "", opts=())
     return build_model(detector_cfg(name, device=device, config=config, opts=opts))
 
 
-def synthetic_detection_batch(size: int, *, batch: int = 1, device: str = "cpu") -> list[dict]:
-    """detectron2 model inputs: ``batch`` random ``size`` x ``size`` images with 3 boxes each."""
+def synthetic_detection_batch(size, *, batch: int = 1, device: str = "cpu") -> list[dict]:
+    """detectron2 model inputs: ``batch`` random images with 3 boxes each; ``size`` is the side
+    of a square image or an (height, width) pair (e.g. (800, 1333), detectron2's training size)."""
     from detectron2.structures import Boxes, Instances
 
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(batch):
-        image = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8).float()
-        inst = Instances((size, size))
-        xy = torch.rand(3, 2, generator=g) * size * 0.5
-        wh = torch.rand(3, 2, generator=g) * size * 0.4 + size * 0.05
-        inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+        image = torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8).float()
+        inst = Instances((h, w))
+        xy = torch.rand(3, 2, generator=g) * 0.5
+        wh = torch.rand(3, 2, generator=g) * 0.4 + 0.05
+        inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1) * scale)
         inst.gt_classes = torch.randint(0, 3, (3,), generator=g)
         out.append({"image": image.to(device), "instances": inst.to(device),
-                    "height": size, "width": size})
+                    "height": h, "width": w})
     return out

@@ -24,23 +24,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
-import shutil
-import tempfile
 
 import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from . import _generated
 from ._shapes_draw import CLASSES, COLORS, draw_image
 
 logger = logging.getLogger(__name__)
 
 DIRNAME = "odedet_shapes"
-SPLITS = ("train", "val")
+SPLITS = _generated.SPLITS
 # Bumped whenever the drawing code changes what a given seed produces.
 FORMAT_VERSION = 2
 
@@ -75,15 +73,10 @@ class ShapesParams:
 
 def dataset_dir(root: str | None = None) -> str:
     """``<root>/odedet_shapes``, root defaulting to $DETECTRON2_DATASETS or ``datasets``."""
-    root = root if root is not None else os.getenv("DETECTRON2_DATASETS", "datasets")
-    return os.path.join(os.path.expanduser(root), DIRNAME)
+    return _generated.dataset_dir(DIRNAME, root)
 
 
-def _paths(directory: str, split: str) -> tuple[str, str]:
-    """(json_file, image_root) of a split."""
-    return os.path.join(directory, "annotations", f"instances_{split}.json"), os.path.join(
-        directory, split
-    )
+_paths = _generated.split_paths  # (json_file, image_root) of a split
 
 
 def _coco_split(params: ShapesParams, split: str, out_dir: str) -> dict:
@@ -113,43 +106,13 @@ def generate(params: ShapesParams = ShapesParams(), root: str | None = None) -> 
     Written to a temporary sibling first and moved into place, so a reader never sees a half
     written dataset and concurrent generators (e.g. several DDP workers) do not corrupt it.
     """
-    target = dataset_dir(root)
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{DIRNAME}-", dir=parent)
-    try:
-        os.makedirs(os.path.join(tmp, "annotations"))
-        for split in SPLITS:
-            coco = _coco_split(params, split, tmp)
-            with open(_paths(tmp, split)[0], "w") as f:
-                json.dump(coco, f, sort_keys=True)
-        with open(os.path.join(tmp, "generation.json"), "w") as f:
-            json.dump(params.record(), f, indent=2, sort_keys=True)
-        if os.path.isdir(target):
-            stale = tempfile.mkdtemp(prefix=f".{DIRNAME}-stale-", dir=parent)
-            os.replace(target, os.path.join(stale, DIRNAME))
-            shutil.rmtree(stale, ignore_errors=True)
-        os.replace(tmp, target)
-    except OSError:
-        if is_current(params, root):  # another process finished first: its data is equal
-            return target
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return _generated.generate_atomically(
+        dataset_dir(root), params.record(), lambda split, out: _coco_split(params, split, out))
 
 
 def is_current(params: ShapesParams, root: str | None = None) -> bool:
     """True when the dataset on disk was generated with exactly ``params`` and is complete."""
-    directory = dataset_dir(root)
-    try:
-        with open(os.path.join(directory, "generation.json")) as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return recorded == params.record() and all(
-        os.path.isfile(_paths(directory, s)[0]) for s in SPLITS
-    )
+    return _generated.is_current(dataset_dir(root), params.record())
 
 
 def ensure(params: ShapesParams = ShapesParams(), root: str | None = None) -> str:

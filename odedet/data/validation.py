@@ -7,6 +7,7 @@ fix. They read the same files the loaders read; nothing is cached or rewritten.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 import xml.etree.ElementTree as ET
@@ -53,12 +54,27 @@ def load_coco_dict(json_file: str) -> dict:
     return data
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _check_coco_images(json_file: str, images: list) -> set:
     bad = [i for i, im in enumerate(images)
            if not isinstance(im, dict) or not {"id", "file_name", "height", "width"} <= set(im)]
     if bad:
         raise DatasetError(f"{json_file}: images at positions {_examples(bad)} lack one of "
                            "'id', 'file_name', 'height', 'width'")
+    bad = [i for i, im in enumerate(images)
+           if not (_is_int(im["id"]) and isinstance(im["file_name"], str) and im["file_name"]
+                   and _is_int(im["height"]) and _is_int(im["width"])
+                   and im["height"] > 0 and im["width"] > 0)]
+    if bad:
+        raise DatasetError(f"{json_file}: images at positions {_examples(bad)} need an integer "
+                           "'id', a non-empty string 'file_name' and integer 'height', 'width' > 0")
     ids = [im["id"] for im in images]
     if len(set(ids)) != len(ids):
         dup = sorted(i for i, n in Counter(ids).items() if n > 1)
@@ -69,31 +85,45 @@ def _check_coco_images(json_file: str, images: list) -> set:
 def _bad_box(bbox) -> bool:
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return True
-    if not all(isinstance(v, (int, float)) for v in bbox):
+    if not all(_is_number(v) for v in bbox):
         return True
     return not (bbox[2] > 0 and bbox[3] > 0)
 
 
 def _check_coco_annotations(json_file: str, anns: list, image_ids: set, cat_ids: set) -> None:
-    problems = {"no 'image_id'/'category_id'/'bbox'": [], "unknown image_id": [],
-                "unknown category_id": [], "zero/negative-size or malformed bbox": []}
+    problems = {"no integer 'id'/'image_id'/'category_id' or no 'bbox'": [],
+                "unknown image_id": [], "unknown category_id": [],
+                "zero/negative-size or malformed bbox": [],
+                "malformed 'iscrowd' (0 or 1), 'area' (a number) or 'segmentation'": []}
     for k, a in enumerate(anns):
         ref = a.get("id", f"#{k}") if isinstance(a, dict) else f"#{k}"
-        if not isinstance(a, dict) or not {"image_id", "category_id", "bbox"} <= set(a):
-            problems["no 'image_id'/'category_id'/'bbox'"].append(ref)
+        ref = ref if _is_int(ref) else f"#{k}"
+        if not isinstance(a, dict) or not {"id", "image_id", "category_id", "bbox"} <= set(a) \
+                or not all(_is_int(a[key]) for key in ("id", "image_id", "category_id")):
+            problems["no integer 'id'/'image_id'/'category_id' or no 'bbox'"].append(ref)
         elif a["image_id"] not in image_ids:
             problems["unknown image_id"].append(f"{ref} (image_id {a['image_id']})")
         elif a["category_id"] not in cat_ids:
             problems["unknown category_id"].append(f"{ref} (category_id {a['category_id']})")
         elif _bad_box(a["bbox"]):
             problems["zero/negative-size or malformed bbox"].append(f"{ref} (bbox {a['bbox']})")
+        elif (a.get("iscrowd", 0) not in (0, 1) or isinstance(a.get("iscrowd", 0), bool)
+              or ("area" in a and not _is_number(a["area"]))
+              or not isinstance(a.get("segmentation", []), (list, dict))
+              or a.get("ignore", 0) != 0):
+            problems["malformed 'iscrowd' (0 or 1), 'area' (a number) or 'segmentation'"].append(
+                ref)
     for what, refs in problems.items():
         if refs:
             raise DatasetError(
                 f"{json_file}: {len(refs)} annotation(s) with {what}, e.g. ids {_examples(refs)}. "
-                f"Expected image ids from 'images', category ids from 'categories' "
+                f"Expected integer ids, image ids from 'images', category ids from 'categories' "
                 f"({sorted(cat_ids)[:10]}...), bbox [x, y, width, height] with width, height > 0"
             )
+    ids = [a["id"] for a in anns]
+    if len(set(ids)) != len(ids):
+        dup = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise DatasetError(f"{json_file}: duplicate annotation ids {_examples(dup)}")
 
 
 def validate_coco_json(json_file: str, image_root: str | None = None,
@@ -101,11 +131,15 @@ def validate_coco_json(json_file: str, image_root: str | None = None,
     """Check a COCO instances json (and its images under ``image_root``); returns the parsed
     dict. Raises :class:`DatasetError` naming the file and what was expected."""
     data = load_coco_dict(json_file)
-    bad_cats = [c for c in data["categories"] if not isinstance(c, dict) or "id" not in c]
+    bad_cats = [c for c in data["categories"] if not isinstance(c, dict)
+                or not _is_int(c.get("id")) or not isinstance(c.get("name"), str)]
     if bad_cats or not data["categories"]:
         raise DatasetError(f"{json_file}: 'categories' must be a non-empty list of "
-                           f"{{'id', 'name'}} objects, got e.g. {_examples(bad_cats)}")
+                           f"{{'id': integer, 'name': string}} objects, got e.g. "
+                           f"{_examples(bad_cats)}")
     cat_ids = {c["id"] for c in data["categories"]}
+    if len(cat_ids) != len(data["categories"]):
+        raise DatasetError(f"{json_file}: duplicate category ids in 'categories'")
     image_ids = _check_coco_images(json_file, data["images"])
     _check_coco_annotations(json_file, data["annotations"], image_ids, cat_ids)
     if image_root is not None:
@@ -163,8 +197,11 @@ def validate_voc(dirname: str, split: str, class_names, check_image_files: bool 
     _require_dir(dirname, "a Pascal VOC folder with Annotations/, ImageSets/Main/, JPEGImages/")
     split_file = os.path.join(dirname, "ImageSets", "Main", split + ".txt")
     _require_file(split_file, f"the list of image ids of split {split!r}, one per line")
-    with open(split_file, encoding="utf-8") as f:
-        ids = [line.strip() for line in f if line.strip()]
+    try:
+        with open(split_file, encoding="utf-8") as f:
+            ids = [line.split()[0] for line in f if line.strip()]
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{split_file} is not a UTF-8 text file of image ids ({e})") from e
     if not ids:
         raise DatasetError(f"{split_file} lists no image ids")
     for fileid in ids:

@@ -175,9 +175,11 @@ class OdedetCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _check_compatible(self, incompatible, n_ckpt: int) -> None:
-        missing = list(incompatible.missing_keys)
-        unexpected = list(incompatible.unexpected_keys)
         shapes = [k for k, _, _ in incompatible.incorrect_shapes]
+        # fvcore drops wrong-shape tensors from the checkpoint before load_state_dict, so they
+        # come back among the missing keys too: count each model tensor once.
+        missing = [k for k in incompatible.missing_keys if k not in set(shapes)]
+        unexpected = list(incompatible.unexpected_keys)
         if not (missing or unexpected or shapes):
             return
         n_model = len(self.model.state_dict())

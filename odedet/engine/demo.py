@@ -37,6 +37,24 @@ RENDERERS: dict[str, Callable] = {}
 register_renderer = keyed_register(RENDERERS, "a renderer")
 
 
+def titled_panels(panels, titles, bar: int = 0) -> np.ndarray:
+    """Panels (H, W, 3 uint8 images of one height) side by side, each under a white bar with its
+    title (e.g. "ground truth" | "prediction"), so a saved figure says what is what."""
+    height = max(p.shape[0] for p in panels)
+    bar = bar or max(18, height // 12)
+    out = []
+    for panel, title in zip(panels, titles):
+        head = np.full((bar, panel.shape[1], 3), 255, np.uint8)
+        (w1, _), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+        scale = min(bar / 30.0, 0.95 * panel.shape[1] / w1)  # fits the bar and the panel
+        (w, h), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        org = (max(2, (panel.shape[1] - w) // 2), (bar + h) // 2)
+        cv2.putText(head, title, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    max(1, int(round(scale * 1.5))), cv2.LINE_AA)
+        out.append(np.vstack([head, panel]))
+    return np.hstack(out)
+
+
 @register_renderer("GeneralizedRCNN")
 def render_detections(image_rgb, outputs, metadata, threshold):
     """Boxes, class names and scores of detections scoring at least ``threshold``."""
@@ -113,25 +131,44 @@ def _output_path(output: str, src: str, single: bool) -> str:
     return os.path.join(output, os.path.basename(src))
 
 
-def run_on_images(predictor, paths, output, threshold=0.5) -> list[str]:
-    """Draw predictions on each image; writes ``output`` (a file, for one image) or
-    ``output/<basename>``. Returns the written paths."""
-    render = get_renderer(predictor.cfg.MODEL.META_ARCHITECTURE)
-    meta = dataset_metadata(predictor.cfg)
-    written = []
+def read_inputs(paths, cfg):
+    """(path, BGR image) for each input, read by odedet's robust reader (INPUT.MAX_IMAGE_PIXELS,
+    INPUT.MAX_ASPECT_RATIO apply): a bad image among several is skipped with a warning naming
+    it; a bad image given alone raises :class:`BadImageError`."""
     for path in paths:
         try:
-            image = read_image(path, format="BGR", max_pixels=predictor.cfg.INPUT.MAX_IMAGE_PIXELS,
-                               max_aspect_ratio=predictor.cfg.INPUT.MAX_ASPECT_RATIO)
+            image = read_image(path, format="BGR", max_pixels=cfg.INPUT.MAX_IMAGE_PIXELS,
+                               max_aspect_ratio=cfg.INPUT.MAX_ASPECT_RATIO)
         except BadImageError as e:
             if len(paths) == 1:
                 raise
             logger.warning(f"Skipping an input that cannot be used: {e}")
             continue
+        yield path, image
+
+
+def write_image(dst: str, image_bgr: np.ndarray) -> str:
+    """``cv2.imwrite`` that fails loudly: an OSError naming ``dst`` unless a non-empty file was
+    written (unknown extension, missing folder, full disk, ...)."""
+    try:
+        ok = cv2.imwrite(dst, np.ascontiguousarray(image_bgr))
+    except cv2.error as e:
+        raise OSError(f"could not write {dst}: {str(e).strip().splitlines()[-1]}") from e
+    if not ok or not os.path.isfile(dst) or os.path.getsize(dst) == 0:
+        raise OSError(f"could not write {dst} (is the folder writable, and the extension an "
+                      f"image format OpenCV writes?)")
+    return dst
+
+
+def run_on_images(predictor, paths, output, threshold=0.5) -> list[str]:
+    """Draw predictions on each image; writes ``output`` (a file, for one image) or
+    ``output/<basename>``. Returns the written paths (each checked to exist)."""
+    render = get_renderer(predictor.cfg.MODEL.META_ARCHITECTURE)
+    meta = dataset_metadata(predictor.cfg)
+    written = []
+    for path, image in read_inputs(paths, predictor.cfg):
         vis = render(image[:, :, ::-1], predictor(image), meta, threshold)
-        dst = _output_path(output, path, len(paths) == 1)
-        if not cv2.imwrite(dst, np.ascontiguousarray(vis[:, :, ::-1])):
-            raise OSError(f"could not write {dst}")
+        dst = write_image(_output_path(output, path, len(paths) == 1), vis[:, :, ::-1])
         written.append(dst)
         logger.info(f"{path} -> {dst}")
     return written
@@ -148,6 +185,8 @@ def run_on_video(predictor, video, output, threshold=0.5) -> tuple[str, int]:
     if not output.lower().endswith((".mp4", ".avi", ".mkv")):
         os.makedirs(output, exist_ok=True)
         output = os.path.join(output, os.path.splitext(os.path.basename(video))[0] + ".mp4")
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer, frames = None, 0
     try:
@@ -158,6 +197,11 @@ def run_on_video(predictor, video, output, threshold=0.5) -> tuple[str, int]:
             if writer is None:
                 fourcc = cv2.VideoWriter_fourcc(*"mp4v")
                 writer = cv2.VideoWriter(output, fourcc, fps, (vis.shape[1], vis.shape[0]))
+                if not writer.isOpened():  # OpenCV then drops every frame without a word
+                    raise OSError(
+                        f"cannot write the video {output}: OpenCV's VideoWriter (codec mp4v) "
+                        f"did not open it; check the folder is writable and the name ends in "
+                        f".mp4, or write frames to a folder with --input")
             writer.write(vis)
             frames += 1
             ok, frame = cap.read()
@@ -167,4 +211,6 @@ def run_on_video(predictor, video, output, threshold=0.5) -> tuple[str, int]:
             writer.release()
     if frames == 0:
         raise ValueError(f"--video-input {video}: no frames could be read")
+    if not os.path.isfile(output) or os.path.getsize(output) == 0:
+        raise OSError(f"the video {output} was not written ({frames} frames were rendered)")
     return output, frames

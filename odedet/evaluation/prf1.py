@@ -55,11 +55,47 @@ def _box_ann(ann_id, image_idx, cls, box_xywh, **extra) -> dict:
     }
 
 
+class _DifficultAwareCOCOeval(COCOeval):
+    """pycocotools' COCOeval, with GT annotations flagged ``difficult`` ignored like crowd ones:
+    a detection matched to one is ``dtIgnore`` (neither TP nor FP) and it is never a FN.
+    (pycocotools' ``_prepare`` overwrites any ``ignore`` field with ``iscrowd``.)"""
+
+    def _prepare(self):
+        super()._prepare()
+        for gts in self._gts.values():
+            for g in gts:
+                g["ignore"] = int(bool(g["ignore"]) or bool(g.get("difficult", 0)))
+
+
+def _ignore_extra_matches_on_difficult(coco_eval, iou_threshold):
+    """VOC's rule for detections beyond the first on a difficult object: still ignored (COCO
+    would count them as FP, a difficult GT being matchable once). Returns {(img, cat): mask of
+    the image's detections to ignore}, detections in COCOeval's (score-sorted) order."""
+    extra = {}
+    for e in coco_eval.evalImgs:
+        if e is None:
+            continue
+        key = (e["image_id"], e["category_id"])
+        gts = coco_eval._gts[key]
+        difficult = np.array([bool(g.get("difficult", 0)) for g in gts])
+        ious = coco_eval.ious.get(key)
+        if not difficult.any() or ious is None or len(ious) == 0:
+            continue
+        ious = np.asarray(ious)[: len(e["dtIds"])]
+        near_difficult = (ious[:, difficult] >= iou_threshold).any(axis=1)
+        unmatched = (e["dtMatches"][0] == 0) & ~e["dtIgnore"][0].astype(bool)
+        extra[key] = near_difficult & unmatched
+    return extra
+
+
 def count_matches(gts, preds, num_classes, iou_threshold=0.5, max_dets_per_image=None):
     """TP, FP, FN per class (int arrays of length ``num_classes``).
 
     Args:
-        gts: {image_id: list of (box XYWH_ABS, class index, iscrowd)} for every evaluated image.
+        gts: {image_id: list of (box XYWH_ABS, class index, iscrowd[, difficult])} for every
+            evaluated image. Difficult objects (Pascal VOC's flag) count as VOC's AP counts
+            them: a detection on one is neither a true nor a false positive, and a missed one
+            is not a false negative.
         preds: list of {"image_id", "boxes" (D, 4) XYWH_ABS, "scores" (D,), "classes" (D,)},
             already filtered by score; images of ``gts`` missing here have no detections.
         iou_threshold: minimum IoU (inclusive) of a match.
@@ -68,9 +104,10 @@ def count_matches(gts, preds, num_classes, iou_threshold=0.5, max_dets_per_image
     """
     image_index = {img: i + 1 for i, img in enumerate(gts)}
     gt_anns = [
-        _box_ann(0, image_index[img], cls, box, iscrowd=int(crowd))
+        _box_ann(0, image_index[img], obj[1], obj[0], iscrowd=int(obj[2]),
+                 difficult=int(obj[3]) if len(obj) > 3 else 0)
         for img, objs in gts.items()
-        for box, cls, crowd in objs
+        for obj in objs
     ]
     dt_anns = []
     for p in preds:
@@ -85,7 +122,7 @@ def count_matches(gts, preds, num_classes, iou_threshold=0.5, max_dets_per_image
     tp, fp, fn = (np.zeros(num_classes, dtype=np.int64) for _ in range(3))
     if not ids:
         return tp, fp, fn
-    coco_eval = COCOeval(
+    coco_eval = _DifficultAwareCOCOeval(
         _coco_from_annotations(ids, num_classes, gt_anns),
         _coco_from_annotations(ids, num_classes, dt_anns),
         "bbox",
@@ -97,11 +134,15 @@ def count_matches(gts, preds, num_classes, iou_threshold=0.5, max_dets_per_image
     p.maxDets = [int(max_dets_per_image or _NO_LIMIT)]
     with contextlib.redirect_stdout(io.StringIO()):
         coco_eval.evaluate()
+    extra_ignored = _ignore_extra_matches_on_difficult(coco_eval, iou_threshold)
     for e in coco_eval.evalImgs:
         if e is None:  # neither GT nor detections of this class in this image
             continue
         c = e["category_id"] - 1
         dt_matched, dt_ignored = e["dtMatches"][0] > 0, e["dtIgnore"][0].astype(bool)
+        key = (e["image_id"], e["category_id"])
+        if key in extra_ignored:
+            dt_ignored = dt_ignored | extra_ignored[key]
         gt_counted = np.asarray(e["gtIgnore"]) == 0
         tp[c] += int(np.sum(dt_matched & ~dt_ignored))
         fp[c] += int(np.sum(~dt_matched & ~dt_ignored))
@@ -132,13 +173,15 @@ def prf1_from_counts(tp, fp, fn, class_names) -> dict:
 
 
 def gt_from_dataset_dicts(dataset_dicts) -> dict:
-    """{image_id: [(box XYWH_ABS, class index, iscrowd), ...]} from detectron2 dataset dicts."""
+    """{image_id: [(box XYWH_ABS, class index, iscrowd, difficult), ...]} from detectron2 dataset
+    dicts (``difficult``: Pascal VOC's flag, kept by odedet's VOC loader; 0 elsewhere)."""
     gts = {}
     for d in dataset_dicts:
         objs = []
         for ann in d.get("annotations", []):
             box = BoxMode.convert(list(ann["bbox"]), ann["bbox_mode"], BoxMode.XYWH_ABS)
-            objs.append((box, int(ann["category_id"]), int(ann.get("iscrowd", 0))))
+            objs.append((box, int(ann["category_id"]), int(ann.get("iscrowd", 0)),
+                         int(ann.get("difficult", 0))))
         gts[d["image_id"]] = objs
     return gts
 

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from .fixed_grid import FAST_METHODS, odeint_fixed, odeint_fixed_adjoint
+from .fixed_grid import FAST_METHODS, _AutocastState, odeint_fixed, odeint_fixed_adjoint
+from .regularisers import NOISE_KINDS, REGULARISERS, hutchinson_noise, odeint_regularised
 from .solver import ODESolverError, SolverOptions
 
 
@@ -13,7 +14,8 @@ class _CountedDynamics(nn.Module):
     """Calls the dynamics and counts evaluations, split by the pass they belong to.
 
     Evaluations made while the block's forward is solving count as forward NFE; any made later
-    (the adjoint's backward solve) count as backward NFE. Backpropagating directly through the
+    (the adjoint's backward solve) count as backward NFE, and leave BatchNorm running statistics
+    untouched (:meth:`_reevaluate`). Backpropagating directly through the
     solver evaluates no f in the backward pass, so its backward NFE stay 0.
     """
 
@@ -27,9 +29,27 @@ class _CountedDynamics(nn.Module):
     def forward(self, t, h):
         if self.in_forward:
             self.nfe_forward += 1
-        else:
-            self.nfe_backward += 1
-        return self.dynamics(t, h)
+            return self.dynamics(t, h)
+        self.nfe_backward += 1
+        return self._reevaluate(t, h)
+
+    def _reevaluate(self, t, h):
+        """f(t, h) for the adjoint's backward solve. BatchNorm layers of the dynamics still
+        normalise with batch statistics there (as in the forward, so the gradients are those of
+        the forward's function), but do not update their running statistics: those must come
+        from the forward solve only, not from the states the backward solve reconstructs."""
+        norms = [m for m in self.dynamics.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+                 and m.track_running_stats]
+        if not norms:
+            return self.dynamics(t, h)
+        for m in norms:
+            m.track_running_stats = False
+        try:
+            return self.dynamics(t, h)
+        finally:
+            for m in norms:
+                m.track_running_stats = True
 
 
 class ODEBlock(nn.Module):
@@ -44,6 +64,15 @@ class ODEBlock(nn.Module):
             model, no retraining needed.
         augment_channels: Augmented Neural ODE channels (Dupont et al. 2019): zeros appended to
             the state before integrating, dropped after.
+
+    Training-only settings (see :mod:`odedet.ode.training`, all off by default):
+
+    * ``train_draw``: ``(SolverOptions, T)`` replacing ``train_solver`` and ``t_end`` for the
+      next training forwards (solver sampling, random end time); ``None`` = use them.
+    * :meth:`set_regularisers`: integrate the kinetic-energy / Jacobian-Frobenius integrals with
+      the state in training forwards; each forward leaves them in ``self.regularisers``.
+
+    ``last_setting`` is the ``(SolverOptions, T)`` the last forward integrated with.
 
     The state dict holds only the dynamics' parameters (``dynamics.*``); counters and solver
     settings are not parameters and are not saved.
@@ -73,12 +102,39 @@ class ODEBlock(nn.Module):
         # Not registered as a submodule: it only wraps self.dynamics for counting, and the state
         # dict must keep the plain ``dynamics.*`` keys.
         self.__dict__["_counted"] = _CountedDynamics(dynamics)
+        self.train_draw: tuple[SolverOptions, float] | None = None
+        self.regulariser_names: tuple[str, ...] = ()
+        self.noise = "gaussian"
+        self.regularisers: dict[str, torch.Tensor] = {}
+        self.last_setting: tuple[SolverOptions, float] | None = None
 
     # -- solver settings -------------------------------------------------------------------
     @property
     def solver(self) -> SolverOptions:
         """The solver the next forward will use (train or test, by ``self.training``)."""
-        return self.train_solver if self.training else self.test_solver
+        return self.setting[0]
+
+    @property
+    def setting(self) -> tuple[SolverOptions, float]:
+        """(solver, end time T) of the next forward: evaluation always uses ``test_solver`` and
+        ``t_end``; training uses ``train_draw`` when set, else ``train_solver`` and ``t_end``."""
+        if not self.training:
+            return self.test_solver, self.t_end
+        if self.train_draw is not None:
+            return self.train_draw
+        return self.train_solver, self.t_end
+
+    def set_regularisers(self, names=(), noise: str = "gaussian") -> None:
+        """Regularisers integrated in training forwards: any of "kinetic", "jacobian"; ``noise``
+        is the Hutchinson probe of "jacobian" ("gaussian" or "rademacher")."""
+        bad = [n for n in names if n not in REGULARISERS]
+        if bad:
+            raise ValueError(f"unknown ODE regulariser(s) {bad}; use any of {REGULARISERS}")
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"Hutchinson noise must be one of {NOISE_KINDS}, got {noise!r}")
+        self.regulariser_names = tuple(n for n in REGULARISERS if n in names)
+        self.noise = noise
+        self.regularisers = {}
 
     def set_solver(self, phase: str = "test", **changes) -> None:
         """Change solver settings, e.g. ``set_solver("test", method="dopri5", rtol=1e-2)``.
@@ -107,14 +163,18 @@ class ODEBlock(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        opts = self.solver
+        opts, t_end = self.setting
+        self.last_setting = (opts, t_end)
         if self.augment_channels:
             pad = x.new_zeros(x.shape[0], self.augment_channels, *x.shape[2:])
             x = torch.cat([x, pad], dim=1)
         counted = self._counted
         counted.in_forward = True
         try:
-            out = self._integrate(x, opts)
+            if self.training and self.regulariser_names:
+                out, self.regularisers = self._integrate_regularised(x, opts, t_end)
+            else:
+                out = self._integrate(x, opts, t_end)
         except AssertionError as e:
             raise self._solver_error(e, opts) from e
         finally:
@@ -125,17 +185,26 @@ class ODEBlock(nn.Module):
             out = out[:, : out.shape[1] - self.augment_channels]
         return out
 
-    def _integrate(self, x: torch.Tensor, opts: SolverOptions) -> torch.Tensor:
+    def _integrate(self, x: torch.Tensor, opts: SolverOptions, t_end: float) -> torch.Tensor:
+        """h(T). With the adjoint, the solve runs inside :class:`_AdjointGuard`, so failures of
+        the adjoint's backward solve raise the same ODESolverError as the forward's."""
+        if opts.adjoint and torch.is_grad_enabled():
+            params = tuple(p for p in self.dynamics.parameters() if p.requires_grad)
+            solve = lambda x_: (self._solve(x_, opts, t_end),)  # noqa: E731
+            return _AdjointGuard.apply(self, opts, solve, x, *params)[0]
+        return self._solve(x, opts, t_end)
+
+    def _solve(self, x: torch.Tensor, opts: SolverOptions, t_end: float) -> torch.Tensor:
         """h(T). Euler/midpoint/rk4 take the lean fixed-grid path (same numbers as torchdiffeq,
         less overhead: see :mod:`odedet.ode.fixed_grid`); everything else calls torchdiffeq."""
         counted = self._counted
         adjoint = opts.adjoint and torch.is_grad_enabled()
         if opts.method in FAST_METHODS:
             if adjoint:
-                return odeint_fixed_adjoint(counted, x, self.t_end, opts.step_size, opts.method,
+                return odeint_fixed_adjoint(counted, x, t_end, opts.step_size, opts.method,
                                             tuple(self.dynamics.parameters()))
-            return odeint_fixed(counted, x, self.t_end, opts.step_size, opts.method)
-        t = torch.tensor([0.0, self.t_end], dtype=x.dtype, device=x.device)
+            return odeint_fixed(counted, x, t_end, opts.step_size, opts.method)
+        t = torch.tensor([0.0, t_end], dtype=x.dtype, device=x.device)
         kwargs = opts.torchdiffeq_kwargs()
         if adjoint:
             params = tuple(self.dynamics.parameters())
@@ -143,10 +212,31 @@ class ODEBlock(nn.Module):
         kwargs.pop("adjoint_options", None)
         return odeint(counted, x, t, **kwargs)[-1]
 
-    def _solver_error(self, err: AssertionError, opts: SolverOptions) -> ODESolverError:
-        phase = "TRAIN" if self.training else "TEST"
+    def _integrate_regularised(self, x, opts: SolverOptions, t_end: float):
+        """h(T) and the regularisers' integrals (augmented state, :mod:`.regularisers`); an
+        adjoint solve runs inside :class:`_AdjointGuard` as in :meth:`_integrate`."""
+        names = self.regulariser_names
+        eps = hutchinson_noise(x, self.noise) if "jacobian" in names else None
+        params = tuple(p for p in self.dynamics.parameters() if p.requires_grad)
+
+        def solve(x_):
+            out, regs = odeint_regularised(self._counted, x_, t_end, opts, names, eps, params)
+            return (out, *(regs[n] for n in names))
+
+        if opts.adjoint and torch.is_grad_enabled():
+            out, *values = _AdjointGuard.apply(self, opts, solve, x, *params)
+        else:
+            out, *values = solve(x)
+        return out, dict(zip(names, values))
+
+    def _solver_error(self, err: AssertionError, opts: SolverOptions,
+                      backward: bool = False) -> ODESolverError:
+        phase = "TRAIN" if self.training or backward else "TEST"
         msg = str(err)
-        where = f"ODE block '{self.name}' ({opts.describe()}, {phase.lower()} solver)"
+        solve = "the adjoint's backward solve" if backward else "forward solve"
+        where = f"ODE block '{self.name}' ({opts.describe()}, {phase.lower()} solver, {solve})"
+        if "underflow in dt" in msg and ("nan" in msg or "inf" in msg):
+            msg = "non-finite values in state (step size became NaN/inf)"
         if "max_num_steps" in msg:
             return ODESolverError(
                 f"{where} exceeded the step guard of {opts.max_num_steps} steps. The dynamics are "
@@ -161,10 +251,13 @@ class ODEBlock(nn.Module):
                 f"ATOL_{phase} or use a fixed-grid method (MODEL.ODE.METHOD_{phase} rk4)."
             )
         if "non-finite" in msg:
+            what = "the adjoint state (gradients)" if backward else "the ODE state"
             return ODESolverError(
-                f"{where}: the ODE state became NaN/inf. Training has diverged or the input is "
+                f"{where}: {what} became NaN/inf. Training has diverged or the input is "
                 f"not finite: lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or use a "
-                f"smaller MODEL.ODE.STEP_SIZE_{phase}."
+                f"smaller MODEL.ODE.STEP_SIZE_{phase}"
+                + (f" / tighter MODEL.ODE.RTOL_{phase}/ATOL_{phase}." if not opts.fixed_grid
+                   else ".")
             )
         return ODESolverError(f"{where}: {msg}")
 
@@ -172,4 +265,54 @@ class ODEBlock(nn.Module):
         s = f"t_end={self.t_end:g}, train={self.train_solver.describe()}, test={self.test_solver.describe()}"
         if self.augment_channels:
             s += f", augment_channels={self.augment_channels}"
+        if self.regulariser_names:
+            s += f", regularisers={'+'.join(self.regulariser_names)}"
         return s
+
+
+class _AdjointGuard(torch.autograd.Function):
+    """Runs an adjoint solve (torchdiffeq's ``odeint_adjoint`` or the lean fixed-grid adjoint)
+    in a nested graph, so that its backward solve runs inside :meth:`backward` here: a step
+    guard / step underflow there, or a NaN/inf adjoint state, becomes the block's ODESolverError
+    (naming the block and the MODEL.ODE keys) instead of a bare AssertionError or NaN gradients.
+    The nested graph holds only what the adjoint saves anyway (the end state), so memory stays
+    O(1) in the number of solver steps.
+
+    ``solve(x) -> tuple of tensors``: h(T) alone, or h(T) and the regularisers' integrals; the
+    guard returns the same tuple."""
+
+    @staticmethod
+    def forward(ctx, block, opts, solve, x, *params):
+        with torch.enable_grad():
+            inner_x = x.detach().requires_grad_(x.requires_grad)
+            outs = tuple(solve(inner_x))
+        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (inner_x, outs), params
+        ctx.autocast = _AutocastState(x.device.type)
+        return tuple(o.detach() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grad_outs):
+        inner_x, outs = ctx.inner
+        block, opts = ctx.block, ctx.opts
+        ctx.inner = None  # free the nested graph once used
+        wrt = ([inner_x] if inner_x.requires_grad else []) + list(ctx.params)
+        if not all(torch.isfinite(g).all() for g in grad_outs):
+            # NaN/inf from the loss or a later layer: the gradients are undefined, and solving
+            # backwards with them would blame this block; detectron2's NaN-loss check (or the
+            # optimizer's) reports the divergence instead.
+            nan = [torch.full_like(w, float("nan")) for w in wrt]
+            grad_x = nan.pop(0) if inner_x.requires_grad else None
+            return (None, None, None, grad_x, *nan)  # block, opts, t_end: no gradient
+        try:
+            with ctx.autocast():  # backward re-evaluations in the forward's precision
+                grads = torch.autograd.grad(outs, wrt, grad_outs, allow_unused=True)
+        except AssertionError as e:
+            raise block._solver_error(e, opts, backward=True) from e
+        if not all(
+            g is None or torch.isfinite(g).all() for g in grads
+        ):
+            raise block._solver_error(AssertionError("non-finite values in state"), opts,
+                                      backward=True)
+        grads = list(grads)
+        grad_x = grads.pop(0) if inner_x.requires_grad else None
+        return (None, None, None, grad_x, *grads)

@@ -6,6 +6,7 @@ convolution, as in the reference ODE-Net (torchdiffeq's ``examples/odenet_mnist.
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -35,22 +36,51 @@ class ConcatConv2d(nn.Module):
     Implemented as ``conv(h) + t * conv_t(1)``: convolving a constant channel with zero padding
     gives a fixed map (``time_map``), so the time channel costs a scaled add instead of a
     concatenation and a wider convolution. Same function and parameters as concatenating.
+
+    Two more savings, both exact: at ``t == 0`` (every solver's first evaluation, the only one
+    of a 1-step Euler solve) the time term is zero and is skipped; and outside autograd (eval,
+    ``torch.no_grad``) ``time_map`` is cached per spatial size, keyed on the weight's version so
+    an optimizer step or ``load_state_dict`` invalidates it. The state dict is unchanged
+    (``conv.weight`` holds the time channel as input channel 0).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, bias=True):
         super().__init__()
         padding = kernel_size // 2 if padding is None else padding
         self.conv = nn.Conv2d(in_channels + 1, out_channels, kernel_size, stride, padding, bias=bias)
+        self._time_map_cache = None  # (key, map): not a buffer, never saved
 
     def forward(self, t, x):
         w = self.conv.weight
         out = F.conv2d(x, w[:, 1:], self.conv.bias, self.conv.stride, self.conv.padding)
+        if _is_zero_time(t):
+            return out
         return out + t * self.time_map(x)
 
     def time_map(self, x):
         """conv_t applied to a ones channel of x's spatial size (boundary effects included)."""
+        w = self.conv.weight
+        if torch.is_grad_enabled() and w.requires_grad:  # part of the graph: recompute
+            return self._compute_time_map(x)
+        key = (x.shape[-2], x.shape[-1], x.dtype, x.device, w.data_ptr(), w._version)
+        cache = self._time_map_cache
+        if cache is None or cache[0] != key:
+            cache = self._time_map_cache = (key, self._compute_time_map(x))
+        return cache[1]
+
+    def _compute_time_map(self, x):
         ones = x.new_ones(1, 1, x.shape[-2], x.shape[-1])
         return F.conv2d(ones, self.conv.weight[:, :1], None, self.conv.stride, self.conv.padding)
+
+
+def _is_zero_time(t) -> bool:
+    """True if ``t`` is exactly 0 and skipping ``t * time_map`` changes nothing: a Python
+    number, or a CPU tensor that needs no gradient (reading a CUDA tensor would synchronise)."""
+    if isinstance(t, (int, float)):
+        return t == 0
+    if isinstance(t, torch.Tensor) and t.device.type == "cpu" and not t.requires_grad:
+        return t.numel() == 1 and t.item() == 0
+    return False
 
 
 class ConvODEFunc(nn.Module):

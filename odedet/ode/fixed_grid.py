@@ -66,9 +66,31 @@ def integrate(method: str, func, y: list, grid: torch.Tensor, n_feed: int) -> li
     return y
 
 
+def time_dtype(state_dtype: torch.dtype) -> torch.dtype:
+    """The time grid's dtype: the state's (as torchdiffeq), but at least float32, so that a
+    bfloat16/float16 state under autocast does not round the grid (0.1 is not a bf16 number)."""
+    if state_dtype in (torch.float32, torch.float64):
+        return state_dtype
+    return torch.float32
+
+
+class _AutocastState:
+    """The autocast state of a forward, re-entered by the adjoint's backward re-evaluations so
+    they compute f in the same precision (autograd runs backward outside the forward's
+    ``torch.autocast`` block; without this a bf16 state meets fp32 weights and fails)."""
+
+    def __init__(self, device_type: str):
+        self.device_type = device_type if device_type in ("cpu", "cuda", "xpu", "mps") else "cpu"
+        self.enabled = torch.is_autocast_enabled(self.device_type)
+        self.dtype = torch.get_autocast_dtype(self.device_type)
+
+    def __call__(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
 def odeint_fixed(func, y0: torch.Tensor, t_end: float, step_size: float, method: str):
     """y(T) of dy/dt = func(t, y), y(0) = y0, backpropagated through the solver's operations."""
-    t = torch.tensor([0.0, t_end], dtype=y0.dtype, device=y0.device)
+    t = torch.tensor([0.0, t_end], dtype=time_dtype(y0.dtype), device=y0.device)
     grid = fixed_grid(t[0], t[1], step_size)
     return integrate(method, lambda s, ys: [func(s, ys[0])], [y0], grid, 1)[0]
 
@@ -87,6 +109,7 @@ class _FixedGridAdjoint(torch.autograd.Function):
         with torch.no_grad():
             yT = odeint_fixed(func, y0, t_end, step_size, method)
         ctx.func, ctx.t_end, ctx.step_size, ctx.method = func, t_end, step_size, method
+        ctx.autocast = _AutocastState(y0.device.type)
         ctx.save_for_backward(yT, *params)
         return yT
 
@@ -95,17 +118,20 @@ class _FixedGridAdjoint(torch.autograd.Function):
         yT, *params = ctx.saved_tensors
         func = ctx.func
         # torchdiffeq's backward grid: built on the negated interval [-T, -0], then negated back.
-        s = -torch.tensor([ctx.t_end, 0.0], dtype=yT.dtype, device=yT.device)
+        s = -torch.tensor([ctx.t_end, 0.0], dtype=time_dtype(yT.dtype), device=yT.device)
         grid = -fixed_grid(s[0], s[1], ctx.step_size)
+        grad_yT = grad_yT.to(yT.dtype)
 
         def augmented(t, state):
             y, adj_y = state
-            with torch.enable_grad():
+            with torch.enable_grad(), ctx.autocast():
                 y = y.detach().requires_grad_(True)
                 f = func(t.detach(), y)
-                vjps = torch.autograd.grad(f, (y, *params), -adj_y, allow_unused=True)
-            vjps = [torch.zeros_like(x) if v is None else v for x, v in zip((y, *params), vjps)]
-            return [f.detach(), *vjps]
+                vjps = torch.autograd.grad(f, (y, *params), -adj_y.to(f.dtype),
+                                           allow_unused=True)
+            vjps = [torch.zeros_like(x) if v is None else v.to(x.dtype)
+                    for x, v in zip((y, *params), vjps)]
+            return [f.detach().to(y.dtype), *vjps]
 
         with torch.no_grad():
             state = [yT, grad_yT, *[torch.zeros_like(p) for p in params]]

@@ -30,7 +30,10 @@ class SolverOptions:
     Attributes:
         method: a torchdiffeq method name (see ``VALID_METHODS``).
         rtol, atol: tolerances of adaptive methods (ignored by fixed-grid methods).
-        step_size: step of fixed-grid methods; first step of adaptive ones when > 0.
+        step_size: step of fixed-grid methods (ignored by adaptive ones).
+        first_step: first step of adaptive methods when > 0 (0: the solver picks it); ignored by
+            fixed-grid methods. Separate from ``step_size`` so that switching a fixed-grid model
+            to an adaptive method (e.g. at test time) does not silently impose a first step.
         max_num_steps: step guard of adaptive methods (forward and adjoint solves).
         adjoint: backpropagate with ``odeint_adjoint`` (O(1) memory) instead of through the solver.
     """
@@ -41,6 +44,7 @@ class SolverOptions:
     step_size: float = 0.25
     max_num_steps: int = 1000
     adjoint: bool = True
+    first_step: float = 0.0
 
     def __post_init__(self):
         validate_solver_options(self)
@@ -60,8 +64,8 @@ class SolverOptions:
                 kwargs["adjoint_options"] = dict(step_size=self.step_size)
             return kwargs
         options = dict(max_num_steps=self.max_num_steps)
-        if self.step_size > 0:
-            options["first_step"] = self.step_size
+        if self.first_step > 0:
+            options["first_step"] = self.first_step
         kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options)
         if self.adjoint:
             # Seminorm (Kidger et al. 2021): the parameter-gradient part of the adjoint state is
@@ -101,6 +105,10 @@ def validate_solver_options(opts, key_names: dict | None = None) -> None:
     step = opts.step_size
     if not (isinstance(step, (int, float)) and math.isfinite(step)) or step < 0:
         raise ValueError(f"{name('step_size')} must be a finite number >= 0, got {step!r}")
+    first = getattr(opts, "first_step", 0.0)
+    if not (isinstance(first, (int, float)) and math.isfinite(first)) or first < 0:
+        raise ValueError(f"{name('first_step')} must be a finite number >= 0 (0: the adaptive "
+                         f"solver picks its first step), got {first!r}")
     if opts.method in FIXED_GRID_METHODS and step <= 0:
         raise ValueError(
             f"{name('step_size')} must be > 0 for the fixed-grid method {opts.method!r}, got {step!r}"

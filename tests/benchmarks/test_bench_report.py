@@ -1,28 +1,80 @@
-"""tools/report.py runs a study, writes REPORT.md with the targets table, and refreshes a README's
-generated block, linking the plots in the report's output folder."""
+"""tools/report.py: a study's results are published as a small committed JSON, and the report,
+its figures and a README's generated block regenerate from those files alone (any clone)."""
 import importlib.util
+import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_report_runs_a_study_and_updates_a_readme_block(tmp_path, monkeypatch):
+def _tool(monkeypatch, root):
     spec = importlib.util.spec_from_file_location("report_tool", os.path.join(ROOT, "tools/report.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "ROOT", str(root))
+    return tool
+
+
+def test_report_publishes_a_study_and_regenerates_from_committed_results(tmp_path, monkeypatch):
+    tool = _tool(monkeypatch, tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Results\n<!-- results:start -->\nold\n<!-- results:end -->\nkeep\n")
-    monkeypatch.setattr(tool, "ROOT", str(tmp_path))
+    (tmp_path / "docs").mkdir()
+    bench = tmp_path / "docs/benchmarks.md"
+    bench.write_text("# B\n<!-- results:start -->\n<!-- results:end -->\n")
     out = tmp_path / "report"
-    assert tool.main(["--out", str(out), "--quick", "--only", "overhead", "--update-readme"]) == 0
+    assert tool.main(["--out", str(out), "--quick", "--run", "overhead", "--publish",
+                      "--update-readme"]) == 0
+    committed = json.loads((tmp_path / "docs/results/overhead.json").read_text())
+    assert committed["study"] == "overhead" and "cpu" in committed["environment"]
+    assert "tools/benchmark.py overhead" in committed["command"]
+    assert "load average" in committed["environment"]
     report = (out / "REPORT.md").read_text()
     assert "## Targets" in report and "Solver overhead (fixed grid)" in report
-    assert "not measured (run tools/benchmark.py memory)" in report  # absent studies say so
-    text = readme.read_text()
+    assert "not measured (tools/benchmark.py memory)" in report  # absent studies say so
+    assert "Reproduce: `" in report
+    text = readme.read_text()  # the front page: targets and a pointer to the full results
     assert "old" not in text and text.endswith("<!-- results:end -->\nkeep\n")
-    assert "### Solver overhead" in text and "](report/benchmarks/overhead/overhead.png)" in text
-    assert (out / "benchmarks/overhead/overhead.png").read_bytes()[:4] == b"\x89PNG"
-    # a second run reuses the study's JSON instead of recomputing it
-    mtime = os.path.getmtime(out / "benchmarks/overhead/overhead.json")
-    assert tool.main(["--out", str(out), "--only", "overhead"]) == 0
-    assert os.path.getmtime(out / "benchmarks/overhead/overhead.json") == mtime
+    assert "| ODE block direct / unrolled stack time |" in text and "docs/benchmarks.md" in text
+    full = bench.read_text()
+    assert "### Solver overhead" in full and "](figures/overhead.png)" in full
+    assert "](output" not in text + full  # nothing links into output/
+    png = tmp_path / "docs/figures/overhead.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size < 200_000
+
+    # A fresh clone: no output folder, only the committed files; nothing is run.
+    import shutil
+
+    shutil.rmtree(out)
+    png.unlink()
+    bench.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    assert tool.main(["--out", str(out), "--update-readme"]) == 0
+    assert png.is_file() and "### Solver overhead" in bench.read_text()
+    assert not (out / "benchmarks").exists()
+
+
+def test_unpublished_runs_leave_the_committed_files_alone(tmp_path, monkeypatch):
+    tool = _tool(monkeypatch, tmp_path)
+    out = tmp_path / "report"
+    assert tool.main(["--out", str(out), "--quick", "--run", "overhead"]) == 0
+    assert not (tmp_path / "docs").exists()  # nothing published
+    assert (out / "figures/overhead.png").is_file()
+    assert "](figures/overhead.png)" in (out / "REPORT.md").read_text()
+
+
+def test_report_renders_the_depth_encoder_study_from_its_run_files(tmp_path):
+    # Issue 17's study commits one JSON per run under docs/results/depth_encoder/.
+    from odedet.benchmarks import report
+
+    src = os.path.join(ROOT, "docs", "results", "depth_encoder")
+    runs = sorted(f for f in os.listdir(src) if f.endswith(".json"))
+    assert runs, "the committed depth-encoder runs"
+    (tmp_path / "depth_encoder").mkdir()
+    for f in runs[:2]:
+        (tmp_path / "depth_encoder" / f).write_text(open(os.path.join(src, f)).read())
+    docs = report.load_results(str(tmp_path))
+    assert len(docs["depth_encoder"]["runs"]) == 2
+    text = report.render(docs, "figures/")
+    assert "## Depth encoder study (issue 17)" in text and "| AbsRel |" in text.replace(
+        " AbsRel | delta1", " AbsRel |")
+    assert "depth_encoder" not in report.load_results(str(tmp_path / "nothing"))

@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 
 from odedet import get_odedet_cfg
 from odedet.modeling.backbone.vgg import VGG
-from odedet.ode import nfe_counts, reset_nfe
+from odedet.ode import iter_ode_blocks, nfe_counts, reset_nfe
 
 RES = ["res2", "res3", "res4", "res5"]
 
@@ -29,6 +29,13 @@ def _cfg(encoder):
         cfg.MODEL.ODE.GN_GROUPS = 4
         cfg.MODEL.ODE.METHOD_TRAIN = cfg.MODEL.ODE.METHOD_TEST = "euler"
         cfg.MODEL.ODE.STEP_SIZE_TRAIN = cfg.MODEL.ODE.STEP_SIZE_TEST = 1.0
+    elif encoder == "ode_vgg":  # issue 17's encoder: VGG-16 layout, ODE block per level
+        cfg.MODEL.BACKBONE.NAME = "build_ode_vgg_backbone"
+        cfg.MODEL.ODE_VGG.CHANNELS = [8, 8, 16, 16, 16]
+        cfg.MODEL.ODE.DYNAMICS, cfg.MODEL.ODE.GN_GROUPS = "basic", 4
+        cfg.MODEL.ODE.METHOD_TRAIN = cfg.MODEL.ODE.METHOD_TEST = "euler"
+        cfg.MODEL.ODE.STEP_SIZE_TRAIN = cfg.MODEL.ODE.STEP_SIZE_TEST = 1.0
+        cfg.MODEL.DEPTH.IN_FEATURES = ["ode1", "ode2", "ode3", "ode4", "ode5"]
     elif encoder == "resnet":
         cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"  # detectron2's R18: width 64 fixed
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
@@ -47,7 +54,7 @@ def _batch(n=2, h=32, w=40):
              "height": 2 * h, "width": 2 * w} for i in range(n)]
 
 
-@pytest.mark.parametrize("encoder", ["ode", "resnet", "vgg"])
+@pytest.mark.parametrize("encoder", ["ode", "ode_vgg", "resnet", "vgg"])
 def test_train_and_eval_step(encoder):
     cfg = _cfg(encoder)
     model = build_model(cfg)
@@ -64,8 +71,8 @@ def test_train_and_eval_step(encoder):
     depth = out[0]["depth"]
     assert depth.shape == (60, 76)
     assert cfg.MODEL.DEPTH.MIN_DEPTH <= depth.min() and depth.max() <= cfg.MODEL.DEPTH.MAX_DEPTH
-    # euler with step 1: one evaluation per ODE block, 4 ODE stages
-    assert nfe_counts(model)["forward"] == (4 if encoder == "ode" else 0)
+    # euler with step 1: one evaluation per ODE block: 4 ODE stages, 5 ODE-VGG levels
+    assert nfe_counts(model)["forward"] == {"ode": 4, "ode_vgg": 5}.get(encoder, 0)
 
 
 def test_vgg_declared_shapes_match_outputs_and_layout():
@@ -105,3 +112,23 @@ def test_every_depth_config_loads_and_names_real_features(name):
         cfg.MODEL.DEVICE = "cpu"
         model = build_model(cfg)
         assert set(model.depth_head.in_features) == set(cfg.MODEL.DEPTH.IN_FEATURES)
+
+
+def test_ode_vgg16_scenes_config_is_vgg16s_layout_with_fewer_parameters():
+    # Issue 17's target compares at <= VGG-16's parameters, with VGG's five skip levels.
+    from odedet.config_check import load_config
+
+    models = {}
+    for name in ("ode_vgg16_scenes.yaml", "vgg16_scenes.yaml"):
+        cfg = load_config(os.path.join(CONFIG_DIR, name), [])
+        cfg.MODEL.DEVICE = "cpu"
+        models[name] = (cfg, build_model(cfg))
+    (ocfg, ode), (vcfg, vgg) = models["ode_vgg16_scenes.yaml"], models["vgg16_scenes.yaml"]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ode) <= count(vgg)
+    strides = lambda m: sorted(s.stride for s in m.backbone.output_shape().values())  # noqa: E731
+    assert strides(ode) == strides(vgg) == [2, 4, 8, 16, 32]
+    assert len(ocfg.MODEL.DEPTH.IN_FEATURES) == len(vcfg.MODEL.DEPTH.IN_FEATURES) == 5
+    assert len(list(iter_ode_blocks(ode))) == 5
+    for key in ("SOLVER", "INPUT", "DATASETS", "SEED"):  # the shared recipe
+        assert ocfg[key] == vcfg[key], key

@@ -52,3 +52,42 @@ def test_quickstart_depth_tool_trains_evaluates_and_reports(tmp_path, tiny_scene
     saved = json.loads((out / "quickstart_depth.json").read_text())
     assert [r["model"] for r in saved["models"]] == [r["model"] for r in results["models"]]
     assert all(os.path.isfile(p) for p in results["examples"])
+
+
+def test_trainer_fits_the_depth_recipe_into_a_budget_on_a_fake_clock(tmp_path, tiny_scenes,
+                                                                     one_torch_thread):
+    """odedet's real Trainer (hook order, resizable loop, cosine scheduler, final checkpoint)
+    with a clock that advances 1 s per training step: a 30-iteration recipe in a 15 s budget."""
+    import odedet
+    from odedet.engine import Trainer
+
+    train, val = tiny_scenes
+    cfg = odedet.get_odedet_cfg()
+    cfg.merge_from_file(os.path.join(ROOT, "configs/Depth/ode_resnet18_scenes.yaml"))
+    cfg.merge_from_list([
+        "SOLVER.MAX_ITER", "30", "SOLVER.WARMUP_ITERS", "4", "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.TIME_BUDGET.MINUTES", "0.25", "SOLVER.TIME_BUDGET.UNTIMED_ITERS", "2",
+        "SOLVER.TIME_BUDGET.TIMED_ITERS", "4", "DATASETS.TRAIN", f"('{train}',)",
+        "DATASETS.TEST", f"('{val}',)", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", str(tmp_path),
+    ])
+    trainer = Trainer(cfg)
+    clock = {"t": 0.0}
+    trainer.budget.clock = lambda: clock["t"]
+    inner = trainer._trainer.run_step
+
+    def step():
+        inner()
+        clock["t"] += 1.0
+
+    trainer._trainer.run_step = step
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert trainer.iter == trainer.max_iter == 15
+    assert trainer.budget.summary["measured_s_per_iter"] == 1.0
+    assert trainer.budget.fitted["warmup_iters"] == 2
+    assert (tmp_path / "model_final.pth").is_file()
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_final.pth"
+    lines = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
+    last = [m for m in lines if "lr" in m][-1]  # (the evaluation after training comes after)
+    assert last["iteration"] == 14
+    assert last["lr"] < 0.02 * cfg.SOLVER.BASE_LR  # the fitted cosine ran to its end

@@ -148,3 +148,106 @@ def test_fpn_in_features_must_be_backbone_outputs():
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
     with pytest.raises(ValueError, match="MODEL.RESNETS.OUT_FEATURES"):
         BACKBONE_REGISTRY.get("build_ode_resnet_fpn_backbone")(cfg, ShapeSpec(channels=3))
+
+
+# ---- ODE-VGG (issue 17's depth encoder, also a detection backbone through FPN) --------------
+VGG_BUILDERS = ["build_ode_vgg_backbone", "build_ode_vgg_fpn_backbone"]
+VGG_LEVEL_SETS = {"all": [1, 2, 3, 4, 5], "some": [2, 4]}
+
+
+def tiny_vgg_cfg(builder, levels=(1, 2, 3, 4, 5), adjoint=False, stem_stride=1):
+    cfg = tiny_cfg("build_ode_resnet_backbone", "basic", adjoint=adjoint)
+    cfg.MODEL.BACKBONE.NAME = builder
+    v = cfg.MODEL.ODE_VGG
+    v.CHANNELS, v.ODE_LEVELS, v.NORM, v.STEM_STRIDE = [8, 8, 16, 16, 16], list(levels), "GN", \
+        stem_stride
+    v.OUT_FEATURES = ["ode1", "ode2", "ode3", "ode4", "ode5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["ode2", "ode3", "ode4", "ode5"]
+    cfg.MODEL.ODE.DYNAMICS = "auto"  # ODE-VGG resolves it to basic dynamics
+    return cfg
+
+
+def test_every_odedet_detection_backbone_is_under_contract():
+    # Each backbone odedet registers for detection/depth has a contract case here (the
+    # classification ones are tested in tests/classification).
+    odedet_names = {k for k, v in BACKBONE_REGISTRY._obj_map.items()
+                    if v.__module__.startswith("odedet.modeling.backbone.")}
+    assert odedet_names - {"build_vgg_backbone"} == set(BUILDERS) | set(VGG_BUILDERS)
+
+
+@pytest.mark.parametrize("builder,levels,stem_stride",
+                         list(itertools.product(VGG_BUILDERS, VGG_LEVEL_SETS, [1, 2])))
+def test_ode_vgg_backbone_contract(builder, levels, stem_stride):
+    adjoint = levels == "some"
+    backbone = build_backbone(tiny_vgg_cfg(builder, VGG_LEVEL_SETS[levels], adjoint, stem_stride))
+    blocks = list(iter_ode_blocks(backbone))
+    assert len(blocks) == len(VGG_LEVEL_SETS[levels])
+    assert all(b.train_solver.adjoint == adjoint for _, b in blocks)
+    _randomise_norm_scales(backbone)
+    x = torch.randn(2, 3, H, W)
+    div = backbone.size_divisibility
+    if div > 1:
+        x = F.pad(x, (0, -W % div, 0, -H % div))
+    out = backbone(x)
+    shapes = backbone.output_shape()
+    assert set(out) == set(shapes)
+    if builder == "build_ode_vgg_backbone":
+        assert [shapes[f"ode{k}"].stride for k in range(1, 6)] == \
+            [stem_stride * 2**k for k in range(1, 6)]
+    for name, feat in out.items():
+        spec = shapes[name]
+        assert feat.shape[1] == spec.channels, name
+        expected = (math.ceil(x.shape[2] / spec.stride), math.ceil(x.shape[3] / spec.stride))
+        assert tuple(feat.shape[2:]) == expected, (name, feat.shape, spec.stride)
+        assert torch.isfinite(feat).all(), name
+    sum(f.square().mean() for f in out.values()).backward()
+    for name, p in backbone.named_parameters():
+        assert p.grad is not None, f"{name} received no gradient"
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, f"{name}: zero/NaN grad"
+
+
+def test_ode_vgg_first_ode_block_runs_at_full_resolution():
+    backbone = build_backbone(tiny_vgg_cfg("build_ode_vgg_backbone"))
+    seen = []
+    (name, first), *_ = iter_ode_blocks(backbone)
+    first.register_forward_hook(lambda m, i, o: seen.append(o.shape[-2:]))
+    backbone(torch.randn(1, 3, 48, 64))
+    assert seen == [(48, 64)]
+
+
+def test_ode_vgg_freeze_at_freezes_first_levels():
+    cfg = tiny_vgg_cfg("build_ode_vgg_backbone")
+    cfg.MODEL.ODE_VGG.NORM = "BN"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 2
+    backbone = build_backbone(cfg)
+    for k, level in enumerate(backbone.levels):
+        assert all(p.requires_grad == (k >= 2) for p in level.parameters()), k
+    assert isinstance(backbone.levels[0][0].norm, FrozenBatchNorm2d)
+    out = backbone(torch.randn(1, 3, 32, 32))
+    sum(f.sum() for f in out.values()).backward()
+    assert all(p.grad is None for p in backbone.levels[1].parameters())
+    assert all(p.grad is not None for p in backbone.levels[2].parameters())
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("MODEL.ODE_VGG.CHANNELS", [8, 8, 8], "MODEL.ODE_VGG.CHANNELS"),
+    ("MODEL.ODE_VGG.ODE_LEVELS", [0, 6], "MODEL.ODE_VGG.ODE_LEVELS"),
+    ("MODEL.ODE_VGG.STEM_STRIDE", 4, "MODEL.ODE_VGG.STEM_STRIDE"),
+    ("MODEL.ODE_VGG.OUT_FEATURES", ["vgg1"], "MODEL.ODE_VGG.OUT_FEATURES"),
+    ("MODEL.ODE.DYNAMICS", "bottleneck", "MODEL.ODE.DYNAMICS"),
+])
+def test_ode_vgg_config_errors_name_the_key(key, value, message):
+    cfg = tiny_vgg_cfg("build_ode_vgg_backbone")
+    node, leaf = cfg, key.split(".")
+    for part in leaf[:-1]:
+        node = node[part]
+    node[leaf[-1]] = value
+    with pytest.raises(ValueError, match=message):
+        build_backbone(cfg)
+
+
+def test_ode_vgg_fpn_in_features_must_be_backbone_outputs():
+    cfg = tiny_vgg_cfg("build_ode_vgg_fpn_backbone")
+    cfg.MODEL.ODE_VGG.OUT_FEATURES = ["ode3", "ode4", "ode5"]
+    with pytest.raises(ValueError, match="MODEL.ODE_VGG.OUT_FEATURES"):
+        build_backbone(cfg)

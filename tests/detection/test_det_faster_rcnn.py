@@ -87,3 +87,28 @@ def test_c4_head_res5_follows_ode_stages():
     # res5 not listed: the ROI head keeps ResNet-18's two residual blocks, no ODE block.
     assert len(model.roi_heads.res5) == 2
     assert [n for n, _ in iter_ode_blocks(model)] == ["backbone.res3.1.ode"]
+
+
+def test_ode_vgg_fpn_faster_rcnn_train_and_eval_step():
+    # Issue 17's depth encoder is a detection backbone too: ODE-VGG-16 + FPN under Faster R-CNN.
+    cfg = tiny_cfg(FPN_CONFIG)
+    cfg.MODEL.BACKBONE.NAME = "build_ode_vgg_fpn_backbone"
+    cfg.MODEL.ODE_VGG.CHANNELS = [16, 16, 32, 32, 32]
+    cfg.MODEL.ODE_VGG.NORM = "GN"
+    cfg.MODEL.ODE_VGG.OUT_FEATURES = ["ode2", "ode3", "ode4", "ode5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["ode2", "ode3", "ode4", "ode5"]
+    model = build_model(cfg)
+    assert len(list(iter_ode_blocks(model))) == 5  # one per level; level 1 is built, not output
+    assert model.backbone.size_divisibility == 32
+    model.train()
+    with EventStorage():
+        losses = model(batch())
+    total = sum(losses.values())
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
+    total.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    model.eval()
+    with torch.no_grad():
+        outputs = model(batch())
+    assert [o["instances"].image_size for o in outputs] == [(90, 117), (77, 101)]

@@ -39,7 +39,9 @@ def test_quickstart_quick_run(tmp_path, monkeypatch, capsys):
         assert os.path.isfile(os.path.join(r["output_dir"], "metrics.json"))
         assert len([f for f in os.listdir(r["vis_dir"]) if f.endswith(".png")]) == 2
     with open(out / "quickstart_results.json") as f:
-        assert set(json.load(f)) == set(rows)
+        saved = json.load(f)
+    assert {k for k in saved if not k.startswith("_")} == set(rows)
+    assert "cpu" in saved["_environment"] and "quickstart.py" in saved["_command"]
     printed = capsys.readouterr().out
     assert "ODE-ResNet-18-FPN" in printed and "visualised detections in" in printed
     assert (out / "datasets" / "odedet_shapes" / "generation.json").is_file()

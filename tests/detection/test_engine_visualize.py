@@ -39,8 +39,11 @@ def test_visualize_json_results_puts_predictions_beside_ground_truth(coco, tmp_p
                                               *reg, "--output", str(out)])
     assert n == 3
     pair = cv2.imread(str(out / "0000.jpg"))
-    assert pair.shape[1] == 2 * pair.shape[0]  # predictions | ground truth, 64x64 each
-    left, right = pair[:, :64].astype(int), pair[:, 64:].astype(int)
+    bar = pair.shape[0] - 64  # a title bar over the 64x64 panels: predictions | ground truth
+    assert pair.shape[1] == 128 and bar >= 18
+    titles = pair[:bar].astype(int)
+    assert (titles > 200).mean() > 0.6 and (titles < 100).any()  # white bar, dark lettering
+    left, right = pair[bar:, :64].astype(int), pair[bar:, 64:].astype(int)
     raw = cv2.imread(os.path.join(image_root, "0000.jpg")).astype(int)
     assert abs(left - raw).mean() > 1 and abs(right - raw).mean() > 1
     with pytest.raises(SystemExit, match="not found"):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-
 import numpy as np
 import torch
 from torch.nn import functional as F
 from torchvision import datasets as tvd
+
+from ..safe_pickle import load_data_pickle
+from ..validation import DatasetError
 
 CIFAR_LAYOUT = {
     "cifar10": (
@@ -71,61 +72,113 @@ def load_digits(size: int = 28) -> ImageSet:
     return ImageSet(images, digits.target, [str(i) for i in range(10)])
 
 
-class _CIFAR10(tvd.CIFAR10):
-    """torchvision's CIFAR10 that accepts any files with the official names and pickle layout."""
-
-    def _check_integrity(self) -> bool:
-        names = [n for n, _ in self.train_list + self.test_list] + [self.meta["filename"]]
-        return all(os.path.isfile(os.path.join(self.root, self.base_folder, n)) for n in names)
-
-    def _load_meta(self) -> None:
-        path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-        with open(path, "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+# Official file names and keys of the CIFAR python pickles (as torchvision reads them).
+_CIFAR_FILES = {
+    "cifar10": dict(train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
+                    meta="batches.meta", names="label_names", labels="labels"),
+    "cifar100": dict(train=["train"], test=["test"], meta="meta", names="fine_label_names",
+                     labels="fine_labels"),
+}
 
 
-class _CIFAR100(_CIFAR10, tvd.CIFAR100):
-    """CIFAR-100 (fine labels) with the same relaxed check as :class:`_CIFAR10`."""
+def _cifar_batch(path: str, labels_key: str, layout: str):
+    """(images (N, 32, 32, 3) uint8, labels (N,)) of one CIFAR pickle, read without running
+    code (odedet.data.safe_pickle). Errors name the file and the expected layout."""
+    entry = load_data_pickle(path)
+    if not isinstance(entry, dict) or "data" not in entry or labels_key not in entry:
+        keys = sorted(map(str, entry))[:6] if isinstance(entry, dict) else type(entry).__name__
+        raise DatasetError(f"{path}: expected a dict with 'data' and {labels_key!r} ({layout}), "
+                           f"got {keys}")
+    data, labels = np.asarray(entry["data"]), np.asarray(entry[labels_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DatasetError(f"{path}: 'data' must be (N, 3072) uint8, got {data.dtype} "
+                           f"{data.shape}")
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{path}: {labels_key!r} must be {len(data)} integers, got "
+                           f"{labels.dtype} {labels.shape}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def load_cifar(root: str, variant: str = "cifar10", train: bool = True, download=False):
-    """CIFAR-10/100 from ``root/cifar-10-batches-py`` or ``root/cifar-100-python``."""
+    """CIFAR-10/100 from ``root/cifar-10-batches-py`` or ``root/cifar-100-python``: the official
+    python pickles (or re-saved subsets in the same layout), read with odedet's restricted
+    unpickler, so a hostile file is refused (UnsafeDataFileError), never run."""
     if variant not in CIFAR_LAYOUT:
         raise ValueError(f"unknown CIFAR variant {variant!r}: use one of {sorted(CIFAR_LAYOUT)}")
     folder, layout = CIFAR_LAYOUT[variant]
-    cls = _CIFAR10 if variant == "cifar10" else _CIFAR100
-    try:
-        ds = cls(root, train=train, download=download)
-    except RuntimeError as e:
+    spec = _CIFAR_FILES[variant]
+    base = os.path.join(root, folder)
+    names = spec["train"] + spec["test"] + [spec["meta"]]
+    if download and not all(os.path.isfile(os.path.join(base, n)) for n in names):
+        cls = tvd.CIFAR10 if variant == "cifar10" else tvd.CIFAR100
+        ds = cls.__new__(cls)  # only the md5-checked download + extraction, no pickle.load
+        ds.root = root
+        ds.download()
+    missing = [n for n in names if not os.path.isfile(os.path.join(base, n))]
+    if missing:
         raise FileNotFoundError(
-            f"{variant} not found under {os.path.join(root, folder)!r}: expected {root}/{layout}. "
-            f"Put the extracted official archive there, or pass --download if the network "
-            f"allows ({e})"
-        ) from e
-    except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-        raise ValueError(
-            f"malformed {variant} file under {os.path.join(root, folder)!r} ({type(e).__name__}: "
-            f"{e}); expected {layout} with 'data' (N, 3072) uint8 and labels"
-        ) from e
-    return ImageSet(np.ascontiguousarray(ds.data), np.asarray(ds.targets), list(ds.classes))
+            f"{variant} not found under {base!r} (missing {missing}): expected {root}/{layout}. "
+            f"Put the extracted official archive there, or pass --download if the network allows"
+        )
+    parts = [_cifar_batch(os.path.join(base, n), spec["labels"], layout)
+             for n in spec["train" if train else "test"]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    meta_path = os.path.join(base, spec["meta"])
+    meta = load_data_pickle(meta_path)
+    classes = meta.get(spec["names"]) if isinstance(meta, dict) else None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DatasetError(f"{meta_path}: expected a dict with a list of class names under "
+                           f"{spec['names']!r} ({layout})")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DatasetError(f"{base}: labels must be in [0, {len(classes)}) (the classes of "
+                           f"{meta_path}), got {labels.min()}..{labels.max()}")
+    return ImageSet(np.ascontiguousarray(images), labels, list(classes))
+
+
+_MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _read_idx(path: str, ndim: int) -> np.ndarray:
+    """A uint8 idx file (MNIST's format: 2 zero bytes, type 0x08, ndim, big-endian sizes,
+    data) as an array; every malformation raises a DatasetError naming the file."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    head = 4 + 4 * ndim
+    if len(data) < head or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
+        raise DatasetError(f"malformed MNIST idx file {path}: expected a uint8 idx file with "
+                           f"{ndim} dimension(s) ({MNIST_LAYOUT})")
+    dims = struct.unpack(f">{ndim}I", data[4:head])
+    if len(data) - head != int(np.prod(dims, dtype=np.int64)):
+        raise DatasetError(f"malformed MNIST idx file {path}: its header says {dims} "
+                           f"({int(np.prod(dims, dtype=np.int64))} bytes of data) but it holds "
+                           f"{len(data) - head}; the file is truncated or corrupt")
+    return np.frombuffer(data, np.uint8, offset=head).reshape(dims)
 
 
 def load_mnist(root: str, train: bool = True, download=False) -> ImageSet:
-    """MNIST from its idx files under ``root/MNIST/raw`` (torchvision's raw layout)."""
-    try:
-        ds = tvd.MNIST(root, train=train, download=download)
-    except RuntimeError as e:
+    """MNIST from its (uncompressed) idx files under ``root/MNIST/raw`` (torchvision's raw
+    layout), read by odedet's checked idx reader: errors name the file."""
+    raw = os.path.join(root, "MNIST", "raw")
+    images_file, labels_file = (os.path.join(raw, n) for n in _MNIST_FILES[train])
+    if download and not (os.path.isfile(images_file) and os.path.isfile(labels_file)):
+        tvd.MNIST(root, train=train, download=True)
+    missing = [p for p in (images_file, labels_file) if not os.path.isfile(p)]
+    if missing:
         raise FileNotFoundError(
-            f"MNIST not found under {os.path.join(root, 'MNIST', 'raw')!r}: expected "
-            f"{root}/{MNIST_LAYOUT}; pass --download if the network allows"
-        ) from e
-    except (TypeError, ValueError, AssertionError, KeyError) as e:
-        raise ValueError(
-            f"malformed MNIST idx file under {os.path.join(root, 'MNIST', 'raw')!r} "
-            f"({type(e).__name__}: {e}); expected {MNIST_LAYOUT}"
-        ) from e
-    return ImageSet(ds.data.numpy(), ds.targets.numpy(), [str(i) for i in range(10)])
+            f"MNIST not found under {raw!r} (missing {missing}): expected {root}/{MNIST_LAYOUT}; "
+            f"pass --download if the network allows"
+        )
+    images, labels = _read_idx(images_file, 3), _read_idx(labels_file, 1)
+    if len(images) != len(labels):
+        raise DatasetError(f"{images_file} holds {len(images)} images but {labels_file} "
+                           f"{len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DatasetError(f"{labels_file}: labels must be digits 0..9, got up to {labels.max()}")
+    return ImageSet(np.ascontiguousarray(images), labels, [str(i) for i in range(10)])
 
 
 def load_image_folder(root: str, size: int = 32) -> ImageSet:
@@ -144,11 +197,11 @@ def load_image_folder(root: str, size: int = 32) -> ImageSet:
             f"no class folders with images under {root!r}: expected root/<class>/<image>.png|jpg "
             f"({e})"
         ) from e
+    from ..image_io import read_image
+
     images = np.empty((len(ds), size, size, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(ds.samples):
-        try:
-            with Image.open(path) as im:
-                images[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-        except OSError as e:
-            raise ValueError(f"cannot read image {path!r}: {e}") from e
+        # odedet's robust reader: truncated / not an image / odd modes -> BadImageError naming it
+        rgb = read_image(path, "RGB", dataset_name=root)
+        images[i] = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
     return ImageSet(images, np.asarray(ds.targets), list(ds.classes))

@@ -16,8 +16,13 @@ from detectron2.utils.file_io import PathManager
 NYU_SIZE = (480, 640)  # H, W of NYU Depth v2 labelled images
 
 
-class DepthDataError(ValueError):
-    """A depth dataset file is missing or malformed; the message names the path."""
+from ..image_io import BadSampleError, read_image
+
+
+class DepthDataError(BadSampleError):
+    """A depth dataset file is missing or malformed; the message names the path. A
+    :class:`~odedet.data.image_io.BadSampleError`, so that in a mapper it is a logged skip in
+    training (DATALOADER.BAD_SAMPLES skip) and an error in evaluation, like a bad image."""
 
 
 def _require_file(path: str, what: str) -> None:
@@ -28,9 +33,7 @@ def _require_file(path: str, what: str) -> None:
 def read_depth_png(path: str, scale: float) -> np.ndarray:
     """A uint16 depth PNG as float32 metres (value / scale; 0 stays 0 = unknown)."""
     _require_file(path, "depth PNG")
-    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise DepthDataError(f"cannot decode depth image {path} (not a PNG?)")
+    raw = _decode_depth(path)
     if raw.dtype != np.uint16 or raw.ndim != 2:
         raise DepthDataError(
             f"depth PNG {path} must be single-channel uint16 (depth * scale), got "
@@ -43,6 +46,33 @@ def read_depth_png(path: str, scale: float) -> np.ndarray:
     return raw.astype(np.float32) / float(scale)
 
 
+_PIL_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _decode_depth(path: str) -> np.ndarray:
+    """The depth file's pixels, fully decoded by PIL (a truncated file raises instead of giving
+    a partial map, as OpenCV may); 16-bit PIL modes come back as uint16."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            raw = np.asarray(im)
+    except Image.UnidentifiedImageError as e:
+        raise DepthDataError(f"cannot decode depth image {path}: not an image file") from e
+    except Image.DecompressionBombError as e:
+        raise DepthDataError(f"depth image {path} is too large to decode safely: {e}") from e
+    except Exception as e:  # PIL: OSError, SyntaxError, ValueError, zlib errors, ...
+        raise DepthDataError(f"depth image {path} is truncated or corrupt "
+                             f"({type(e).__name__}: {e})") from e
+    if mode in _PIL_16BIT:
+        return raw.astype(np.uint16)
+    if mode == "I" and raw.size and 0 <= raw.min() and raw.max() <= 65535:
+        return raw.astype(np.uint16)  # some encoders' 16-bit gray PNGs open as mode "I"
+    return raw
+
+
 def write_depth_png(path: str, depth: np.ndarray, scale: float) -> None:
     """Inverse of :func:`read_depth_png`; depths beyond uint16 range after scaling become 0."""
     q = np.round(np.asarray(depth, np.float64) * scale)
@@ -52,6 +82,8 @@ def write_depth_png(path: str, depth: np.ndarray, scale: float) -> None:
 
 
 _NYU_HANDLES: dict = {}
+# What h5py raises on corrupt or unexpected files (besides crashing, which it does not here).
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
 
 
 def _nyu_file(path: str):
@@ -63,7 +95,7 @@ def _nyu_file(path: str):
         _require_file(path, "NYU Depth v2 labelled .mat")
         try:
             _NYU_HANDLES[key] = h5py.File(path, "r")
-        except OSError as e:
+        except _H5_ERRORS as e:
             raise DepthDataError(
                 f"{path} is not an HDF5 (MATLAB v7.3) file: download nyu_depth_v2_labeled.mat "
                 f"({e})"
@@ -74,10 +106,20 @@ def _nyu_file(path: str):
 def nyu_dataset_size(path: str) -> int:
     """Number of images in a labelled NYU .mat, after checking its keys and shapes."""
     f = _nyu_file(path)
-    missing = [k for k in ("images", "depths") if k not in f]
-    if missing:
-        raise DepthDataError(f"{path} lacks the key(s) {missing}; is it nyu_depth_v2_labeled.mat?")
-    images, depths = f["images"], f["depths"]
+    try:
+        missing = [k for k in ("images", "depths") if k not in f]
+        if missing:
+            raise DepthDataError(
+                f"{path} lacks the key(s) {missing}; is it nyu_depth_v2_labeled.mat?")
+        images, depths = f["images"], f["depths"]
+        if not (hasattr(images, "shape") and hasattr(depths, "shape")):
+            raise DepthDataError(f"{path}: 'images' and 'depths' must be datasets, not groups")
+        images.ndim, images.shape, depths.shape  # noqa: B018 - reading them may fail
+    except DepthDataError:
+        raise
+    except _H5_ERRORS as e:
+        raise DepthDataError(f"{path}: cannot read 'images'/'depths' ({type(e).__name__}: {e}); "
+                             f"the file is corrupt or not nyu_depth_v2_labeled.mat") from e
     # MATLAB stores 480x640x3xN column-major; h5py sees it transposed: (N, 3, 640, 480).
     want_i, want_d = (3, NYU_SIZE[1], NYU_SIZE[0]), (NYU_SIZE[1], NYU_SIZE[0])
     if images.ndim != 4 or images.shape[1:] != want_i or depths.shape[1:] != want_d:
@@ -93,8 +135,15 @@ def nyu_dataset_size(path: str) -> int:
 def read_nyu(path: str, index: int):
     """(rgb uint8 (480, 640, 3), depth float32 (480, 640) metres) of image ``index``."""
     f = _nyu_file(path)
-    rgb = np.ascontiguousarray(np.asarray(f["images"][index]).transpose(2, 1, 0))
-    depth = np.ascontiguousarray(np.asarray(f["depths"][index], dtype=np.float32).T)
+    try:
+        rgb = np.ascontiguousarray(np.asarray(f["images"][index]).transpose(2, 1, 0))
+        depth = np.ascontiguousarray(np.asarray(f["depths"][index], dtype=np.float32).T)
+    except _H5_ERRORS as e:
+        raise DepthDataError(f"{path}: cannot read image {index} ({type(e).__name__}: {e}); the "
+                             f"file is truncated or corrupt") from e
+    if rgb.shape != (*NYU_SIZE, 3) or depth.shape != NYU_SIZE:
+        raise DepthDataError(f"{path}: image {index} is {rgb.shape} / depth {depth.shape}, "
+                             f"expected {(*NYU_SIZE, 3)} / {NYU_SIZE}")
     if rgb.dtype != np.uint8:
         raise DepthDataError(f"{path}: 'images' must be uint8, got {rgb.dtype}")
     if not (depth > 0).any():
@@ -102,16 +151,18 @@ def read_nyu(path: str, index: int):
     return rgb, depth
 
 
-def read_depth_sample(dataset_dict: dict, image_format: str = "BGR"):
+def read_depth_sample(dataset_dict: dict, image_format: str = "BGR", *, dataset_name: str = "",
+                      max_pixels: int = 0, max_aspect_ratio: float = 0.0):
     """(image (H, W, C) uint8 in ``image_format``, depth (H, W) float32 metres or None)."""
-    from detectron2.data.detection_utils import convert_PIL_to_numpy, read_image
+    from detectron2.data.detection_utils import convert_PIL_to_numpy
     from PIL import Image
 
     if "nyu_index" in dataset_dict:
         rgb, depth = read_nyu(dataset_dict["file_name"], dataset_dict["nyu_index"])
         return convert_PIL_to_numpy(Image.fromarray(rgb), image_format), depth
-    _require_file(dataset_dict["file_name"], "image")
-    image = read_image(dataset_dict["file_name"], format=image_format)
+    # odedet's robust reader: truncated / not an image / empty / odd modes -> BadImageError
+    image = read_image(dataset_dict["file_name"], format=image_format, dataset_name=dataset_name,
+                       max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     depth = None
     if dataset_dict.get("depth_file_name"):
         depth = read_depth_png(dataset_dict["depth_file_name"], dataset_dict["depth_scale"])
@@ -125,11 +176,21 @@ def read_depth_sample(dataset_dict: dict, image_format: str = "BGR"):
 
 def _image_size(path: str):
     """(height, width) from the image header only (no decoding)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with PathManager.open(path, "rb") as f, Image.open(f) as img:
             width, height = img.size
-    except (OSError, UnidentifiedImageError) as e:
-        raise DepthDataError(f"cannot read image {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - PIL raises many types on a broken header
+        raise DepthDataError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
     return height, width
+
+
+def image_size_or_none(path: str):
+    """(height, width) from the header, or (None, None) when the header cannot be read: the
+    sample is kept, and the mapper's full read then skips it in training (logged) or stops
+    evaluation, naming the file, exactly as for a detection image."""
+    try:
+        return _image_size(path)
+    except DepthDataError:
+        return None, None

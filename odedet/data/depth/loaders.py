@@ -3,21 +3,34 @@ from __future__ import annotations
 
 import os
 
-from .formats import DepthDataError, _image_size, _require_file, nyu_dataset_size
+import numpy as np
+
+from .formats import DepthDataError, _require_file, image_size_or_none, nyu_dataset_size
 from .formats import NYU_SIZE
+
+
+def _text_lines(path: str) -> list:
+    """The lines of a UTF-8 text file; a binary or mis-encoded file is a DepthDataError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DepthDataError(f"{path} is not a UTF-8 text file ({e}); expected one sample per "
+                             f"line") from e
 
 
 def load_depth_list(list_file: str, *, default_scale: float | None = None, check_files=True):
     """The plain list-file format: one sample per line, ``<rgb> <depth> [<scale>]``, paths
     relative to the list file's folder (or absolute), depth a uint16 PNG holding depth * scale
     (0 = unknown). Blank lines and lines starting with '#' are skipped; ``<depth>`` may be
-    "None" for an image without ground truth. Image sizes are read from the first image only
-    (all images of a list must have one size)."""
+    "None" for an image without ground truth. Each image's size is read from its header, so
+    a list may mix image sizes (predictions are compared at each image's own size); an image
+    whose header cannot be read is kept, and the mapper then skips it in training (logged) or
+    stops evaluation naming it, as for detection images."""
     _require_file(list_file, "depth list file")
     base = os.path.dirname(os.path.abspath(list_file))
     dicts = []
-    with open(list_file) as f:
-        lines = [(i, ln.split()) for i, ln in enumerate(f, 1)]
+    lines = [(i, ln.split()) for i, ln in enumerate(_text_lines(list_file), 1)]
     for lineno, parts in lines:
         if not parts or parts[0].startswith("#"):
             continue
@@ -38,9 +51,8 @@ def load_depth_list(list_file: str, *, default_scale: float | None = None, check
                           image_id=len(dicts)))
     if not dicts:
         raise DepthDataError(f"depth list file {list_file} lists no sample")
-    height, width = _image_size(dicts[0]["file_name"])
     for d in dicts:
-        d["height"], d["width"] = height, width
+        d["height"], d["width"] = image_size_or_none(d["file_name"])
     return dicts
 
 
@@ -48,16 +60,17 @@ def load_nyu_labeled(mat_file: str, splits_file: str, split: str):
     """NYU Depth v2 labelled set, official/Eigen split: ``split`` "train" (795 images,
     ``trainNdxs``) or "test" (the 654 ``testNdxs`` of Eigen et al.'s evaluation), read from the
     official ``splits.mat`` (1-based MATLAB indices)."""
-    from scipy.io import loadmat
+    from .matfile import read_mat_arrays
 
     if split not in ("train", "test"):
         raise ValueError(f"NYU split must be 'train' or 'test', got {split!r}")
     n = nyu_dataset_size(mat_file)
     _require_file(splits_file, "NYU Depth v2 splits.mat")
     key = {"train": "trainNdxs", "test": "testNdxs"}[split]
+    mat = read_mat_arrays(splits_file)  # not scipy's loadmat: it crashes on corrupt files
     try:
-        indices = loadmat(splits_file)[key].reshape(-1).astype(int) - 1
-    except (KeyError, ValueError) as e:
+        indices = np.asarray(mat[key]).reshape(-1).astype(int) - 1
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise DepthDataError(f"{splits_file} has no usable {key!r} ({e})") from e
     if indices.size == 0 or indices.min() < 0 or indices.max() >= n:
         raise DepthDataError(f"{splits_file}: {key} must hold 1-based indices into the {n} "
@@ -78,8 +91,8 @@ def load_kitti_eigen(root: str, split_file: str):
     invalid). Lines without ground truth ("None") are skipped, as in the standard evaluation."""
     _require_file(split_file, "KITTI split file")
     dicts = []
-    with open(split_file) as f:
-        for lineno, line in enumerate(f, 1):
+    if True:  # (kept flat for the diff)
+        for lineno, line in enumerate(_text_lines(split_file), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -93,7 +106,7 @@ def load_kitti_eigen(root: str, split_file: str):
             if depth is None:
                 raise DepthDataError(f"{split_file}:{lineno}: depth not found at {cands}")
             _require_file(rgb, f"KITTI image listed at {split_file}:{lineno}")
-            height, width = _image_size(rgb)  # KITTI drives differ in size by a few pixels
+            height, width = image_size_or_none(rgb)  # KITTI drives differ by a few pixels
             dicts.append(dict(file_name=rgb, depth_file_name=depth, depth_scale=256.0,
                               image_id=len(dicts), height=height, width=width))
     if not dicts:

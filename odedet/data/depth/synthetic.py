@@ -11,6 +11,7 @@ Layout under ``root`` (default ``$DETECTRON2_DATASETS/odedet_depth_scenes``)::
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import json
@@ -58,8 +59,10 @@ def generate_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None
         info["intrinsics"] = camera.matrix()
         with open(os.path.join(tmp, "info.json"), "w") as f:
             json.dump(info, f, indent=1)
-        if os.path.isdir(root):
-            shutil.rmtree(root)
+        if os.path.isdir(root):  # move aside first: readers never see a half-deleted tree
+            stale = tempfile.mkdtemp(prefix=".scenes-stale-", dir=parent)
+            os.replace(root, os.path.join(stale, "old"))
+            shutil.rmtree(stale, ignore_errors=True)
         os.replace(tmp, root)
     finally:
         if os.path.isdir(tmp):
@@ -105,17 +108,49 @@ def _write_split(root, split, n, seed, camera, workers):
         f.writelines(lines)
 
 
-def ensure_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None = None) -> str:
-    """Generate the dataset at ``root`` unless a complete one with these settings is there."""
-    counts = dict(DEFAULT_COUNTS if counts is None else counts)
-    camera = camera or Camera()
+def _is_current(root: str, counts, seed, camera) -> bool:
     info_path = os.path.join(root, "info.json")
-    if os.path.isfile(info_path):
+    try:
         with open(info_path) as f:
             info = json.load(f)
-        info.pop("intrinsics", None)
-        if info == json.loads(json.dumps(_settings(counts, seed, camera))):
+    except (OSError, ValueError):
+        return False
+    info.pop("intrinsics", None)
+    return info == json.loads(json.dumps(_settings(counts, seed, camera)))
+
+
+@contextlib.contextmanager
+def _generation_lock(root: str):
+    """An exclusive lock on ``<root>.lock`` (next to the dataset), held while checking and
+    generating: processes starting at once (DDP ranks, parallel test runs, two tools) generate
+    the scenes once; the others wait, then find them complete."""
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    path = os.path.abspath(root).rstrip(os.sep) + ".lock"
+    with open(path, "a") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; generation stays atomic (rename), just racy
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_scenes(root: str, counts=None, seed: int = 0, camera: Camera | None = None) -> str:
+    """Generate the dataset at ``root`` unless a complete one with these settings is there.
+    Safe when several processes call it at once (see :func:`_generation_lock`)."""
+    counts = dict(DEFAULT_COUNTS if counts is None else counts)
+    camera = camera or Camera()
+    if _is_current(root, counts, seed, camera):
+        return root
+    with _generation_lock(root):
+        if _is_current(root, counts, seed, camera):  # another process generated it meanwhile
             return root
-        logger.info(f"{root} was generated with other settings; regenerating")
-    logger.info(f"Rendering synthetic depth scenes {counts} into {root} (first use) ...")
-    return generate_scenes(root, counts, seed, camera)
+        if os.path.isfile(os.path.join(root, "info.json")):
+            logger.info(f"{root} was generated with other settings; regenerating")
+        logger.info(f"Rendering synthetic depth scenes {counts} into {root} (first use) ...")
+        return generate_scenes(root, counts, seed, camera)

@@ -10,6 +10,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 
+from ..checkpointing import enable_checkpointing
 from .ode_resnet import build_ode_resnet_backbone
 
 __all__ = ["build_ode_resnet_fpn_backbone"]
@@ -18,7 +19,8 @@ __all__ = ["build_ode_resnet_fpn_backbone"]
 @BACKBONE_REGISTRY.register()
 def build_ode_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """FPN over :func:`build_ode_resnet_backbone`: MODEL.FPN.IN_FEATURES (a subset of
-    MODEL.RESNETS.OUT_FEATURES) become p2..p5, plus p6 by max-pooling p5."""
+    MODEL.RESNETS.OUT_FEATURES) become p2..p5, plus p6 by max-pooling p5. MODEL.ODE.CHECKPOINT_FPN
+    runs the lateral and output convolutions under activation checkpointing while training."""
     bottom_up = build_ode_resnet_backbone(cfg, input_shape)
     in_features = list(cfg.MODEL.FPN.IN_FEATURES)
     missing = [f for f in in_features if f not in bottom_up.output_shape()]
@@ -28,7 +30,7 @@ def build_ode_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
             f"output: add them to MODEL.RESNETS.OUT_FEATURES "
             f"(now {list(cfg.MODEL.RESNETS.OUT_FEATURES)})"
         )
-    return FPN(
+    fpn = FPN(
         bottom_up=bottom_up,
         in_features=in_features,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
@@ -36,3 +38,7 @@ def build_ode_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
         top_block=LastLevelMaxPool(),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
+    if cfg.MODEL.ODE.CHECKPOINT_FPN:  # lateral and output convs keep only their inputs
+        for conv in list(fpn.lateral_convs) + list(fpn.output_convs):
+            enable_checkpointing(conv)
+    return fpn

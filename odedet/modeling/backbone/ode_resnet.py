@@ -18,6 +18,8 @@ from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, Bottlenec
 
 from odedet.ode import ODEBlock, SolverOptions, build_dynamics, solver_options_from_cfg
 
+from ..checkpointing import enable_checkpointing
+
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 # Residual blocks per stage of the standard ResNets; an ODE stage keeps only the first one.
 BLOCKS_PER_STAGE = {
@@ -26,6 +28,7 @@ BLOCKS_PER_STAGE = {
 
 __all__ = [
     "ODEStageBlock", "make_ode_resnet_stage", "stage_kwargs_from_cfg", "ode_stages_from_cfg",
+    "blocks_per_stage_from_cfg",
     "build_ode_resnet_backbone", "STAGE_NAMES", "BLOCKS_PER_STAGE",
 ]
 
@@ -88,13 +91,15 @@ def make_ode_resnet_stage(
     stride_in_1x1: bool = False,
     dilation: int = 1,
     ode: dict | None = None,
+    checkpoint_transition: bool = False,
 ) -> list[CNNBlockBase]:
     """The blocks of one stage: ``num_blocks`` residual blocks, or, when ``ode`` holds
     :class:`ODEStageBlock` keyword arguments, one transition block followed by one ODE block.
 
     ``block`` is "basic" (``BasicBlock``) or "bottleneck" (``BottleneckBlock``, which also takes
     ``bottleneck_channels``, ``num_groups``, ``stride_in_1x1`` and ``dilation``). Only the first
-    block is strided, as in detectron2's ResNet.
+    block is strided, as in detectron2's ResNet. ``checkpoint_transition`` runs that first block
+    under activation checkpointing while training (:mod:`odedet.modeling.checkpointing`).
     """
     if block == "basic":
         block_class, extra = BasicBlock, {}
@@ -111,6 +116,8 @@ def make_ode_resnet_stage(
         block_class, n, stride_per_block=[stride] + [1] * (n - 1), in_channels=in_channels,
         out_channels=out_channels, norm=norm, **extra,
     )
+    if checkpoint_transition:
+        enable_checkpointing(blocks[0])
     if ode is not None:
         ode = dict(ode)
         if ode.get("dynamics") == "bottleneck":
@@ -131,6 +138,20 @@ def ode_stages_from_cfg(cfg) -> tuple[str, ...]:
     if len(set(stages)) != len(stages):
         raise ValueError(f"MODEL.ODE.STAGES lists a stage twice: {list(stages)}")
     return stages
+
+
+def blocks_per_stage_from_cfg(cfg) -> tuple[int, ...]:
+    """Residual blocks of res2..res5 when not ODE stages: MODEL.ODE.BLOCKS_PER_STAGE, or the
+    standard counts of MODEL.RESNETS.DEPTH when that is empty."""
+    blocks = tuple(cfg.MODEL.ODE.BLOCKS_PER_STAGE)
+    if not blocks:
+        return BLOCKS_PER_STAGE[cfg.MODEL.RESNETS.DEPTH]
+    if len(blocks) != len(STAGE_NAMES) or any(not isinstance(b, int) or b < 1 for b in blocks):
+        raise ValueError(
+            "MODEL.ODE.BLOCKS_PER_STAGE must be empty (standard depth) or list 4 integers >= 1 "
+            f"(residual blocks of res2..res5), got {list(blocks)}"
+        )
+    return blocks
 
 
 def _ode_kwargs_from_cfg(cfg) -> dict:
@@ -181,11 +202,12 @@ def stage_kwargs_from_cfg(cfg, stage: str) -> dict:
     _check_resnets_cfg(cfg)
     r = cfg.MODEL.RESNETS
     idx = STAGE_NAMES.index(stage)
+    blocks = blocks_per_stage_from_cfg(cfg)
     out_channels = r.RES2_OUT_CHANNELS * 2**idx
     dilation = r.RES5_DILATION if stage == "res5" else 1
     return dict(
         block="basic" if r.DEPTH in (18, 34) else "bottleneck",
-        num_blocks=BLOCKS_PER_STAGE[r.DEPTH][idx],
+        num_blocks=blocks[idx],
         in_channels=r.STEM_OUT_CHANNELS if idx == 0 else out_channels // 2,
         out_channels=out_channels,
         stride=1 if idx == 0 or dilation == 2 else 2,
@@ -195,6 +217,7 @@ def stage_kwargs_from_cfg(cfg, stage: str) -> dict:
         stride_in_1x1=r.STRIDE_IN_1X1,
         dilation=dilation,
         ode=_ode_kwargs_from_cfg(cfg) if stage in ode_stages_from_cfg(cfg) else None,
+        checkpoint_transition=bool(cfg.MODEL.ODE.CHECKPOINT_TRANSITIONS),
     )
 
 
@@ -213,6 +236,8 @@ def build_ode_resnet_backbone(cfg, input_shape: ShapeSpec):
     stem = BasicStem(
         in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM
     )
+    if cfg.MODEL.ODE.CHECKPOINT_STEM:
+        enable_checkpointing(stem)
     num_stages = max([STAGE_NAMES.index(f) + 1 for f in r.OUT_FEATURES if f != "stem"] or [0])
     stages = [
         make_ode_resnet_stage(**stage_kwargs_from_cfg(cfg, s)) for s in STAGE_NAMES[:num_stages]

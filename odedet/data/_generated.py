@@ -1,0 +1,77 @@
+"""Shared machinery of odedet's generated COCO datasets (synthetic shapes, digits): the
+directory layout, generation into a temporary sibling moved into place atomically, and the
+"is the data on disk the one these parameters describe" check.
+
+Several processes may start at once (DDP workers, parallel tools, a test suite): each one that
+finds the data absent writes its own temporary copy and renames it into place. Generation is a
+pure function of the parameters, so whichever rename wins, the result is the same; a loser whose
+rename fails finds complete, current data and returns it. A reader never sees a half-written
+dataset because ``generation.json`` (what :func:`is_current` checks) is written last, inside the
+temporary directory, before the rename.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+SPLITS = ("train", "val")
+
+
+def dataset_dir(dirname: str, root: str | None = None) -> str:
+    """``<root>/<dirname>``, root defaulting to $DETECTRON2_DATASETS or ``datasets``."""
+    root = root if root is not None else os.getenv("DETECTRON2_DATASETS", "datasets")
+    return os.path.join(os.path.expanduser(root), dirname)
+
+
+def split_paths(directory: str, split: str) -> tuple[str, str]:
+    """(json_file, image_root) of a split."""
+    return os.path.join(directory, "annotations", f"instances_{split}.json"), os.path.join(
+        directory, split
+    )
+
+
+def is_current(directory: str, record: dict, splits=SPLITS) -> bool:
+    """True when ``directory/generation.json`` equals ``record`` and every split's json exists."""
+    try:
+        with open(os.path.join(directory, "generation.json")) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return recorded == record and all(os.path.isfile(split_paths(directory, s)[0]) for s in splits)
+
+
+def generate_atomically(target: str, record: dict, write_split: Callable[[str, str], dict],
+                        splits=SPLITS) -> str:
+    """Write a dataset to ``target`` (replacing what is there): ``write_split(split, tmp_dir)``
+    writes a split's images under ``tmp_dir/<split>/`` and returns its COCO dict, which goes to
+    ``tmp_dir/annotations/instances_<split>.json``; ``record`` goes to ``generation.json`` last.
+    The temporary directory is then renamed to ``target`` (see the module docstring)."""
+    dirname = os.path.basename(os.path.normpath(target))
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{dirname}-", dir=parent)
+    try:
+        os.makedirs(os.path.join(tmp, "annotations"))
+        for split in splits:
+            coco = write_split(split, tmp)
+            with open(split_paths(tmp, split)[0], "w") as f:
+                json.dump(coco, f, sort_keys=True)
+        with open(os.path.join(tmp, "generation.json"), "w") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+        if is_current(target, record, splits):  # another process finished first: keep its
+            return target                        # files (readers may already be using them)
+        if os.path.isdir(target):
+            stale = tempfile.mkdtemp(prefix=f".{dirname}-stale-", dir=parent)
+            os.replace(target, os.path.join(stale, dirname))
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, target)
+    except OSError:
+        if is_current(target, record, splits):  # another process finished first: equal data
+            return target
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,72 @@
+"""tools/benchmark.py detector-memory: the measured budget search, the saved-tensor profile, and
+a --quick smoke run (tiny images, few proposals) that writes JSON/markdown/PNGs and resumes."""
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from odedet.benchmarks.detector_memory import SavedTensorProfile, budget_next, largest_batch
+from test_bench_cli import _run
+
+
+def _rows(peaks):
+    return {b: dict(peak_mb=p) for b, p in peaks.items()}
+
+
+def test_budget_search_doubles_then_bisects_on_measurements():
+    assert budget_next({}, 100, 32) == 1
+    assert budget_next(_rows({1: 10}), 100, 32) == 2
+    assert budget_next(_rows({1: 10, 2: 20, 4: 40}), 100, 32) == 8
+    assert budget_next(_rows({1: 10, 2: 20, 4: 40, 8: 150}), 100, 32) == 6
+    assert budget_next(_rows({1: 10, 2: 20, 4: 40, 8: 150, 6: 90}), 100, 32) == 7
+    rows = _rows({1: 10, 2: 20, 4: 40, 8: 150, 6: 90, 7: 120})
+    assert budget_next(rows, 100, 32) is None and largest_batch(rows, 100, 32) == (6, False)
+    assert budget_next(_rows({1: 200}), 100, 32) is None  # nothing fits
+    over = {1: dict(peak_mb=50, exceeded=True)}  # a probe stopped over budget never fits
+    assert budget_next(over, 100, 32) is None and largest_batch(over, 100, 32)[0] == 0
+    capped = _rows({1: 1, 2: 2, 4: 4})
+    assert budget_next(capped, 100, 4) is None and largest_batch(capped, 100, 4) == (4, True)
+
+
+def test_saved_tensor_profile_attributes_saved_activations_to_parts():
+    a, b = nn.Linear(8, 16, bias=False), nn.Linear(16, 4, bias=False)
+    model = nn.Sequential(a, nn.ReLU(), b)
+    prof = SavedTensorProfile(model, {"a": [a], "b": [b]})
+    x = torch.randn(32, 8)
+    with prof.hooks():
+        y = model(x)
+    prof.remove()
+    # a saves its input (32x8 floats); ReLU (outside both parts) saves its output (32x16);
+    # b saves its input, the same storage: counted once, for "other"; weights are excluded
+    assert prof.saved["a"] == 32 * 8 * 4
+    assert prof.saved["other"] == 32 * 16 * 4 and prof.saved["b"] == 0
+    assert prof.param_mb["a"] == pytest.approx(8 * 16 * 4 / 2**20)
+    y.sum().backward()
+
+
+@pytest.mark.slow
+def test_detector_memory_quick_writes_tables_and_resumes(tmp_path):
+    argv = ["detector-memory", "--quick", "--jobs", "2", "--studies", "default", "steps", "budget"]
+    doc = _run(argv, tmp_path, "detector_memory")
+    titles = [t["title"] for t in doc["tables"]]
+    assert titles[0].startswith("Training step at 1 x 96x128")
+    default = doc["tables"][0]["rows"]
+    assert [r["model"] for r in default] == ["ODE-R50-FPN-lean", "R-50-FPN"]
+    assert all(r["peak_mb"] > r["static_mb"] > 0 and r["saved_mb"] > 0 for r in default)
+    breakdown = {r["part"]: r for r in doc["tables"][1]["rows"]}
+    for part in ("stem", "res2 transition", "res2 ODE block", "FPN", "RPN", "ROI heads"):
+        assert part in breakdown
+    assert breakdown["res2 blocks 2-3"]["R-50-FPN"] > 0 and breakdown["res2 ODE block"]["R-50-FPN"] == 0
+    steps = next(t for t in doc["tables"] if "solver steps" in t["title"])["rows"]
+    assert [r["steps"] for r in steps] == [1, 2]
+    budget = next(t for t in doc["tables"] if t["title"].startswith("Largest batch"))["rows"]
+    assert budget[0]["model"] == "R-50-FPN" and budget[0]["searched"]
+    points = json.load(open(tmp_path / "points.json"))["points"]
+    assert len(points) >= 4 and not any("error" in p or "claimed_by" in p for p in points.values())
+    # a second run measures nothing new: every point is reused from points.json
+    mtime = os.path.getmtime(tmp_path / "points.json")
+    again = _run(argv, tmp_path, "detector_memory")
+    assert os.path.getmtime(tmp_path / "points.json") == mtime
+    assert again["tables"][0]["rows"] == default
