@@ -288,3 +288,17 @@ def test_rotated_faster_rcnn_trains_and_infers():
     with torch.no_grad():
         out = model([{"image": img, "height": 64, "width": 80}])[0]["instances"]
     assert isinstance(out.pred_boxes, RotatedBoxes) and out.pred_boxes.tensor.shape[1] == 5
+
+
+def test_compiled_build_script_refuses_a_missing_or_wrong_source(tmp_path):
+    """tools/test_detectron2_build.sh stops with one message before creating anything."""
+    script = str(ROOT / "tools" / "test_detectron2_build.sh")
+    env = dict(os.environ, ODEDET_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(["bash", script, str(tmp_path / "nope.tar.gz")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 1 and "no such source" in proc.stderr
+    (tmp_path / "tree").mkdir()
+    proc = subprocess.run(["bash", script, str(tmp_path / "tree")], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 1 and "not a detectron2 source tree" in proc.stderr
+    assert not (tmp_path / "cache").exists()
