@@ -32,9 +32,12 @@ KNOWN_DETECTORS = tuple(DETECTOR_CONFIGS)
 
 def _resolve(rel: str) -> str:
     if rel.startswith("zoo:"):
-        import detectron2.model_zoo
+        import importlib.util
 
-        return os.path.join(os.path.dirname(detectron2.model_zoo.__file__), "configs", rel[4:])
+        # find_spec, not import: detectron2 main's model_zoo imports pkg_resources (gone from
+        # setuptools >= 81); only the folder of its configs is needed here.
+        zoo = importlib.util.find_spec("detectron2.model_zoo").submodule_search_locations[0]
+        return os.path.join(zoo, "configs", rel[4:])
     return os.path.join(_REPO, rel)
 
 

@@ -142,6 +142,11 @@ class OdedetCheckpointer(DetectionCheckpointer):
             return super().load(path, checkpointables)
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
+        finally:
+            # detectron2 main (not v0.6) keeps the file being loaded in _parsed_url_during_load,
+            # asserts it is None on entry and does not reset it when a load raises: reset it.
+            if hasattr(self, "_parsed_url_during_load"):
+                self._parsed_url_during_load = None
 
     def _load_file(self, filename: str) -> dict:
         if filename.endswith(".pkl"):

@@ -43,9 +43,21 @@ def _detector(opts):
 
 
 def _load(model, path):
-    """What MODEL.WEIGHTS does, keeping the incompatible-keys report."""
+    """What MODEL.WEIGHTS does (the public load()), keeping the incompatible-keys report.
+
+    load() itself, not _load_file()/_load_model() called directly: detectron2 main asserts that
+    _load_file runs inside load()."""
     ckpt = DetectionCheckpointer(model)
-    return ckpt._load_model(ckpt._load_file(path))
+    report = {}
+    load_model = ckpt._load_model
+
+    def spy(checkpoint):
+        report["incompatible"] = load_model(checkpoint)
+        return report["incompatible"]
+
+    ckpt._load_model = spy
+    ckpt.load(path, checkpointables=[])
+    return report["incompatible"]
 
 
 def _assert_round_trip(classifier, target, path, prefixes):

@@ -34,7 +34,7 @@ SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 # PEP 440 local version: v0.6 sources, odedet's pure-PyTorch patch set number 1. Bump it when
 # PATCHES or _pure_ops.py change: an environment holding this version is otherwise left as is.
-BUILD_VERSION = "0.6+purepytorch.1"
+BUILD_VERSION = "0.6+purepytorch.2"
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,6 +57,14 @@ INSTALL_REQUIRES = [
     "hydra-core>=1.1",
 ]
 
+# detectron2.projects.<name> -> its folder under projects/ (the official setup.py's package_dir).
+PROJECTS = {
+    "point_rend": "PointRend/point_rend",
+    "deeplab": "DeepLab/deeplab",
+    "panoptic_deeplab": "Panoptic-DeepLab/panoptic_deeplab",
+}
+
+
 def _block(indent: int, text: str) -> str:
     """Dedent a replacement block, then indent it to the patched site's level."""
     return textwrap.indent(textwrap.dedent(text), " " * indent)
@@ -71,6 +79,13 @@ PATCHES = [
     ("layers/roi_align_rotated.py", "from detectron2 import _C\n", _LOAD_C + "\n"),
     ("layers/rotated_boxes.py", "from detectron2 import _C\n", _LOAD_C + "\n"),
     ("evaluation/fast_eval_api.py", "from detectron2 import _C\n", _LOAD_C + "\n"),
+    # nms_rotated calls torch.ops.detectron2.nms_rotated, which importing _C registers; without
+    # _C, load_compiled_ops() registers the pure-PyTorch op under the same name.
+    (
+        "layers/nms.py",
+        "from torchvision.ops import nms  # BC-compat\n",
+        "from torchvision.ops import nms  # BC-compat\n\n" + _LOAD_C + "\n",
+    ),
     # deformable convolution: torchvision's op (autograd on CPU and CUDA) when _C is missing or
     # the input is on the CPU (v0.6's own CPU path had a forward but no backward).
     (
@@ -94,6 +109,19 @@ PATCHES = [
                 return _ModulatedDeformConv.apply(input, offset, mask, weight, *args)
             """
         ),
+    ),
+    # COCOeval_opt used directly without _C: pycocotools' own evaluate()/accumulate() (same
+    # results, Python speed) instead of an error on the first call.
+    (
+        "evaluation/fast_eval_api.py",
+        "        :return: None\n        \"\"\"\n",
+        "        :return: None\n        \"\"\"\n        if not _C:\n            return super().evaluate()\n",
+    ),
+    (
+        "evaluation/fast_eval_api.py",
+        "        support changing parameter settings from those used by self.evaluate()\n        \"\"\"\n",
+        "        support changing parameter settings from those used by self.evaluate()\n        \"\"\"\n"
+        "        if not _C:\n            return super().accumulate()\n",
     ),
     # fast COCO evaluation falls back to pycocotools' COCOeval by itself.
     (
@@ -126,6 +154,37 @@ PATCHES = [
                 coco_eval = (COCOeval_opt if use_fast_impl else COCOeval)(coco_gt, coco_dt, iou_type)
             """
         ),
+    ),
+    # caffe2 is gone from torch: detectron2.export imports its caffe2 API only when caffe2 is
+    # importable (as detectron2 main does), so TracingAdapter / scripting_with_instances work.
+    (
+        "export/__init__.py",
+        "from .api import *\n",
+        "try:\n    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401\nexcept ImportError:\n"
+        "    pass  # caffe2 (removed from torch) is optional\nelse:\n    from .api import *\n",
+    ),
+    # Python >= 3.11: random.sample() no longer takes a set (MapDataset's retry after a failed
+    # mapper call); detectron2 main's fix.
+    (
+        "data/common.py",
+        "cur_idx = self._rng.sample(self._fallback_candidates, k=1)[0]",
+        "cur_idx = self._rng.sample(list(self._fallback_candidates), k=1)[0]",
+    ),
+    # torch >= 2.0: built-in schedulers (StepLR, ...) derive from LRScheduler, no longer from
+    # _LRScheduler, so the LRScheduler hook saved and resumed no scheduler state for them.
+    (
+        "engine/hooks.py",
+        "    def state_dict(self):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
+        "    def state_dict(self):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):\n",
+    ),
+    (
+        "engine/hooks.py",
+        "    def load_state_dict(self, state_dict):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
+        "    def load_state_dict(self, state_dict):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):\n",
     ),
     # 2. Pillow >= 10 removed Image.LINEAR (it was an alias of BILINEAR).
     (
@@ -281,12 +340,15 @@ def build_wheel(sdist: Path, cache: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with tarfile.open(sdist) as tar:
-            members = [
-                m for m in tar.getmembers() if m.name.startswith(f"{SDIST_NAME}-{SDIST_VERSION}/detectron2/")
-            ]
+            prefixes = tuple(f"{SDIST_NAME}-{SDIST_VERSION}/{d}/" for d in ("detectron2", "projects"))
+            members = [m for m in tar.getmembers() if m.name.startswith(prefixes)]
             tar.extractall(tmp, members=members, filter="data")
         root = tmp / f"{SDIST_NAME}-{SDIST_VERSION}"
         apply_patches(root)
+        # detectron2.projects.{point_rend,deeplab,panoptic_deeplab} are packaged, as the official
+        # setup.py does with package_dir (detectron2's own tests import point_rend).
+        for pkg, src in PROJECTS.items():
+            shutil.copytree(root / "projects" / src, root / "detectron2" / "projects" / pkg)
         (root / "setup.py").write_text(SETUP_PY)
         cmd = [
             sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
