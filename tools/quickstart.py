@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import cv2
 import torch
@@ -170,7 +171,8 @@ def main(argv=None):
     from odedet.benchmarks.output import command_line, environment
 
     with open(summary, "w") as f:  # "_" keys: where and how it was measured, not models
-        json.dump({**rows, "_environment": environment(), "_command": command_line()}, f,
+        json.dump({**rows, "_environment": environment(), "_command": command_line(
+            __file__, sys.argv[1:] if argv is None else list(argv))}, f,
                   indent=2)
     for name, r in rows.items():
         print(f"{name}: checkpoint, metrics.json, TensorBoard events and COCO results in "

@@ -25,11 +25,13 @@ def environment() -> dict:
     return env
 
 
-def command_line() -> str:
-    """The command that is running, as a user would type it (for 'reproduce with')."""
+def command_line(script: str | None = None, argv=None) -> str:
+    """The command that is running, as a user would type it (for 'reproduce with'). A tool whose
+    ``main(argv)`` is called in-process passes its own ``script`` path and ``argv``: sys.argv is
+    then the caller's (e.g. pytest's), not the tool's."""
     import shlex
 
-    argv = list(sys.argv)
+    argv = [script, *argv] if script is not None and argv is not None else list(sys.argv)
     if argv and argv[0].endswith(".py"):
         argv[0] = os.path.relpath(argv[0]) if os.path.isabs(argv[0]) else argv[0]
         return "python " + " ".join(shlex.quote(a) for a in argv)
