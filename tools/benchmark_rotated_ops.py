@@ -7,7 +7,7 @@ tools/detectron2_pure/_pure_ops.py. Each case times the two implementations alte
 (pure, compiled, pure, ...) on the same inputs, so both see the same machine load, and reports
 the median time of each and their ratio. Results are also checked to agree.
 
-    /work/bin/heavy -1 ENV/bin/python tools/benchmark_rotated_ops.py [--repeats 7] [--json out.json]
+    OMP_NUM_THREADS=1 taskset -c 0 ENV/bin/python tools/benchmark_rotated_ops.py [--repeats 7] [--json out.json]
 """
 import argparse
 import importlib.util

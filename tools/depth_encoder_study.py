@@ -10,7 +10,7 @@ write one small JSON per run under docs/results/depth_encoder/ (resumable: exist
 
 ``--iters N`` shortens the schedule (SOLVER.MAX_ITER N, the cosine schedule follows; everything
 else as the recipe): the ablations use it, the final comparison uses the full 4500. Run each
-call through ``/work/bin/heavy -1`` (one pinned core, one thread) so runs are comparable.
+call through ``OMP_NUM_THREADS=1 taskset -c 0`` (one pinned core, one thread) so runs are comparable.
 """
 import argparse
 import dataclasses

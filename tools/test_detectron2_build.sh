@@ -11,7 +11,7 @@
 # The compile (5-15 minutes on 2 cores) runs once per source, torch version and Python: the
 # wheel is cached in ${ODEDET_CACHE:-~/.cache/odedet}/detectron2-wheels/<key>/, outside the
 # clone, so later runs (CI on the same machine) only reinstall it. MAX_JOBS (default 2) bounds
-# the compiler processes. Set ODEDET_BUILD_WRAPPER (e.g. "/work/bin/heavy") to run the compile
+# the compiler processes. Set ODEDET_BUILD_WRAPPER (e.g. "nice -n 10") to run the compile
 # and the tests through a wrapper command.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

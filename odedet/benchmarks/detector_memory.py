@@ -25,7 +25,7 @@ saved storage is counted once (parameters excluded), for the part that saved it 
 under activation checkpointing keeps its input instead; that is counted for it too.
 
 Points are written to ``points.json`` as they finish and reused by the next run (resumable),
-so a long study runs as several ``/work/bin/heavy`` pieces (``--max-minutes``). ``--jobs N``
+so a long study runs as several separate pieces (``--max-minutes``). ``--jobs N``
 runs N one-thread points at once (each process's peak RSS is its own).
 """
 from __future__ import annotations
