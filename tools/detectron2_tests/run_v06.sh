@@ -17,6 +17,8 @@ ARCHIVE="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; shift
 VENV="$ROOT/.venv"
 if [ $# -ge 1 ] && [ "$1" != "--" ]; then VENV="$1"; shift; fi
 [ "${1:-}" = "--" ] && shift
+[ -d "$VENV" ] || { echo "[d2 tests] ERROR: environment $VENV not found"; exit 2; }
+VENV="$(cd "$VENV" && pwd)"  # absolute: the suite runs from the extracted folder
 PY="$VENV/bin/python"
 "$PY" -c 'import shapely, black' 2>/dev/null \
   || "$PY" -m pip install --quiet --disable-pip-version-check shapely black 2>&1 | grep -v "is ignored" || true
