@@ -20,7 +20,9 @@ says what was fitted, the table gives the iterations run and s/iter).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import math
 import os
 import sys
 
@@ -41,6 +43,7 @@ from odedet.data.synthetic_shapes import (
     ensure,
     register_synthetic_shapes,
 )
+from odedet.engine.atomic_io import atomic_write_text
 from odedet.engine.demo import titled_panels
 from odedet.engine.runs import scale_schedule, train_and_evaluate
 
@@ -139,6 +142,40 @@ def print_table(rows: dict) -> None:
         )
 
 
+def strict_json(obj) -> str:
+    """JSON with undefined metrics (NaN, e.g. AP-large when no large object exists) as null."""
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
+def write_summary(path: str, rows: dict, meta: dict) -> None:
+    """Add ``rows`` to the summary at ``path``, keeping the models other runs wrote there (two
+    quickstarts sharing an --output-dir, one model each, must not overwrite each other's row).
+    Read-modify-write under an exclusive lock, replaced atomically; each row records the
+    command and environment it was measured with."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = {}
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    old = json.load(f)
+            except ValueError as e:
+                raise SystemExit(f"{path}: not valid JSON ({e}); move it away or pass another "
+                                 "--output-dir") from e
+        kept = {k: v for k, v in old.items() if not k.startswith("_") and k not in rows}
+        new = {k: {**v, "command": meta["_command"]} for k, v in rows.items()}
+        atomic_write_text(path, strict_json({**kept, **new, **meta}))
+
+
 def main(argv=None):
     args = parse_args(argv)
     for key in ("output_dir", "config_file", "dataset_root"):  # as given, before the chdir
@@ -170,10 +207,12 @@ def main(argv=None):
     summary = os.path.join(args.output_dir, "quickstart_results.json")
     from odedet.benchmarks.output import command_line, environment
 
-    with open(summary, "w") as f:  # "_" keys: where and how it was measured, not models
-        json.dump({**rows, "_environment": environment(), "_command": command_line(
-            __file__, sys.argv[1:] if argv is None else list(argv))}, f,
-                  indent=2)
+    meta = {"_environment": environment(),
+            "_command": command_line(__file__, sys.argv[1:] if argv is None else list(argv))}
+    for r in rows.values():  # each model's own record, beside its checkpoint
+        atomic_write_text(os.path.join(r["output_dir"], "quickstart_result.json"),
+                          strict_json({**r, **meta}))
+    write_summary(summary, rows, meta)
     for name, r in rows.items():
         print(f"{name}: checkpoint, metrics.json, TensorBoard events and COCO results in "
               f"{os.path.abspath(r['output_dir'])}; visualised detections in "

@@ -19,7 +19,7 @@ import sys
 from .output import _fmt, environment_line, markdown_table, render_markdown
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCHMARKS = ("memory", "overhead", "models", "tolerance")
+BENCHMARKS = ("memory", "overhead", "models", "tolerance", "dial")
 STUDIES = ("detection", "depth", "classification", "memory", "overhead", "models")
 
 
@@ -133,7 +133,7 @@ def publish(paths: dict, results_dir: str) -> list[str]:
 def load_results(results_dir: str) -> dict:
     """name -> committed document, in report order."""
     docs = {}
-    for name in (*STUDIES, "tolerance"):
+    for name in (*STUDIES, "tolerance", "dial"):
         path = os.path.join(results_dir, f"{name}.json")
         if os.path.isfile(path):
             docs[name] = json.load(open(path))
@@ -181,6 +181,10 @@ def draw_figures(docs: dict, fig_dir: str) -> dict:
                            "tolerance_nfe.png"),
                       plot(rows, fig_dir, env, "ms_per_image", "latency (ms/image)",
                            "tolerance_latency.png")]
+        elif name == "dial" and rows:
+            from .dial import plot
+
+            files += [plot(rows, fig_dir, env, "AP"), plot(rows, fig_dir, env, "AP50")]
         doc["plots"] = files
         out[name] = files
     return out
@@ -243,6 +247,15 @@ TARGETS = [
     ("ODE-FPN / R-101-FPN backbone parameters", "models", "ODE-FPN backbone params / R-101-FPN",
      "<=", 0.35),
     ("NFE reduction within 1 AP50 point", "tolerance", "NFE reduction (x)", ">=", 2.0),
+    # the compute dial (tools/benchmark.py dial): one trained ODE detector, ResNets beside it
+    ("dial: f-evals of best / cheapest setting", "dial", "f-evals best / cheapest", ">=", 2.0),
+    ("dial: AP50 lost at the cheapest setting", "dial", "AP50 loss cheapest vs best", "<=", 1.0),
+    ("dial: AP lost at the cheapest setting", "dial", "AP loss cheapest vs best", "<=", 2.0),
+    ("dial: cheapest latency / ResNet-18's", "dial", "cheapest latency / ResNet-18 latency", "<=",
+     1.0),
+    ("dial: cheapest AP - ResNet-18 AP", "dial", "cheapest AP - ResNet-18 AP", ">=", 0.0),
+    ("dial: min AP - nearest-latency ResNet's", "dial", "min over dial of AP - nearest-latency",
+     ">=", 0.0),
 ]
 
 

@@ -60,7 +60,9 @@ def test_config_loads_and_builds(path):
         if cfg.MODEL.ROI_HEADS.NAME == "ODERes5ROIHeads" and "res5" in stages:
             built.add("res5")  # the C4 head's res5
         assert n_ode == len(built)
-        assert n_ode > 0 or cfg.MODEL.ODE.BLOCKS_PER_STAGE, "an ODE builder without ODE blocks"
+        # no ODE stage: a plain ResNet built by the ODE builder (the quickstart's ResNet
+        # baselines, at widths detectron2's own R-18 builder refuses)
+        assert n_ode > 0 or not cfg.MODEL.ODE.STAGES
     else:
         assert n_ode == 0
 

@@ -3,6 +3,8 @@ blocks: same builder, MODEL.ODE.STAGES [] and BLOCKS_PER_STAGE [1, 1, 1, 1]."""
 import os
 
 import pytest
+import torch
+from detectron2.modeling import build_backbone
 
 from odedet import get_odedet_cfg
 from odedet.engine.trainer import Trainer
@@ -35,3 +37,26 @@ def test_default_blocks_are_the_standard_depth_and_bad_lists_are_refused(one_tor
     assert [len(s) for s in full.backbone.bottom_up.stages] == [2, 2, 2, 2]  # ResNet-18
     with pytest.raises(ValueError, match="MODEL.ODE.BLOCKS_PER_STAGE"):
         _model("faster_rcnn_R_shallow_FPN_shapes.yaml", "MODEL.ODE.BLOCKS_PER_STAGE", "[1, 1]")
+
+
+def test_no_ode_stage_is_detectron2s_resnet18(one_torch_thread):
+    """At ResNet-18's widths, the ODE builder with no ODE stage (the quickstart's ResNet-18
+    baseline, which needs it for half widths) is detectron2's own R-18-FPN: same state-dict
+    keys and shapes, and the same features from the same weights."""
+    cfg = get_odedet_cfg()
+    cfg.merge_from_file(os.path.join(QUICK, "faster_rcnn_R_18_FPN_shapes.yaml"))
+    assert cfg.MODEL.BACKBONE.NAME == "build_ode_resnet_fpn_backbone" and not cfg.MODEL.ODE.STAGES
+    cfg.merge_from_list(["MODEL.RESNETS.STEM_OUT_CHANNELS", 64, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64])
+    ours = build_backbone(cfg).eval()
+    d2cfg = cfg.clone()
+    d2cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    theirs = build_backbone(d2cfg).eval()
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
+    theirs.load_state_dict(a, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fa, fb = ours(x), theirs(x)
+    assert list(fa) == list(fb)
+    for k in fa:
+        torch.testing.assert_close(fa[k], fb[k])
