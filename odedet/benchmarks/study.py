@@ -53,13 +53,19 @@ class RunSpec:
     config: str   # the model's own config, relative to the repository
     seed: int
     note: str = ""
+    # architecture overrides merged after the recipe (KEY, VALUE, ...): the quickstart configs
+    # are half width for its 10-minute budget; the study's R-18 pair is detectron2's ResNet-18
+    opts: tuple = ()
 
+
+_FULL_WIDTH_R18 = ("MODEL.RESNETS.STEM_OUT_CHANNELS", "64", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64")
 
 RUNS = (
     RunSpec("ode_r18_fpn", "ODE-R18-FPN", "configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml",
-            7, "quickstart pair: every stage = transition BasicBlock + 1 ODE block"),
+            7, "quickstart pair: every stage = transition BasicBlock + 1 ODE block",
+            _FULL_WIDTH_R18),
     RunSpec("r18_fpn", "R-18-FPN", "configs/quickstart/faster_rcnn_R_18_FPN_shapes.yaml", 7,
-            "quickstart pair: detectron2 ResNet-18"),
+            "quickstart pair: detectron2 ResNet-18", _FULL_WIDTH_R18),
     RunSpec("r50_fpn", "R-50-FPN", "configs/COCO-Detection/faster_rcnn_R_50_FPN_scratch.yaml", 7,
             "detectron2 ResNet-50 (its res4 has the 6 residual blocks)"),
     RunSpec("ode_r50_fpn_res4", "ODE-R50-FPN-res4",
@@ -92,6 +98,7 @@ def build_cfg(spec: RunSpec, *, output_dir: str, max_iter: int, train_set: str, 
     cfg = get_odedet_cfg()
     cfg.merge_from_file(os.path.join(_REPO, spec.config))
     cfg.merge_from_file(os.path.join(_REPO, RECIPE))
+    cfg.merge_from_list(list(spec.opts))
     cfg.SEED = spec.seed
     cfg.merge_from_list(list(opts))
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (train_set,), (val_set,)
@@ -258,6 +265,7 @@ def run_record(spec: RunSpec, cfg, r: dict, cost: dict, classes, dataset: dict) 
     bbox, prf1 = r["bbox"], r["prf1"]
     return _nan_to_none(dict(
         key=spec.key, model=spec.model, seed=spec.seed, config=spec.config, recipe=RECIPE,
+        model_opts=list(spec.opts),
         note=spec.note, max_iter=cfg.SOLVER.MAX_ITER, ims_per_batch=cfg.SOLVER.IMS_PER_BATCH,
         image_size=cfg.INPUT.MAX_SIZE_TEST, dataset=dataset,
         **{k: float(bbox.get(k, float("nan"))) for k in _SIZES},
