@@ -10,6 +10,16 @@ from .regularisers import NOISE_KINDS, REGULARISERS, hutchinson_noise, odeint_re
 from .solver import ODESolverError, SolverOptions
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    """``torch.isfinite(x).all()``, usually for the price of one sum: a NaN or inf anywhere makes
+    the sum NaN or inf, so a finite sum proves every element finite. Only a non-finite sum (also
+    reached by finite values that overflow when added) pays for the element-wise test."""
+    with torch.no_grad():
+        if torch.isfinite(x.sum()):
+            return True
+        return bool(torch.isfinite(x).all())
+
+
 class _CountedDynamics(nn.Module):
     """Calls the dynamics and counts evaluations, split by the pass they belong to.
 
@@ -179,7 +189,7 @@ class ODEBlock(nn.Module):
             raise self._solver_error(e, opts) from e
         finally:
             counted.in_forward = False
-        if not torch.isfinite(out).all():
+        if not _all_finite(out):
             raise self._solver_error(AssertionError("non-finite values in state"), opts)
         if self.augment_channels:
             out = out[:, : out.shape[1] - self.augment_channels]

@@ -39,8 +39,9 @@ class ConcatConv2d(nn.Module):
 
     Two more savings, both exact: at ``t == 0`` (every solver's first evaluation, the only one
     of a 1-step Euler solve) the time term is zero and is skipped; and outside autograd (eval,
-    ``torch.no_grad``) ``time_map`` is cached per spatial size, keyed on the weight's version so
-    an optimizer step or ``load_state_dict`` invalidates it. The state dict is unchanged
+    ``torch.no_grad``) ``time_map`` is cached per spatial size, and the state channels' weight
+    as a contiguous copy, keyed on the weight's version so an optimizer step or
+    ``load_state_dict`` invalidates them. The state dict is unchanged
     (``conv.weight`` holds the time channel as input channel 0).
     """
 
@@ -48,29 +49,52 @@ class ConcatConv2d(nn.Module):
         super().__init__()
         padding = kernel_size // 2 if padding is None else padding
         self.conv = nn.Conv2d(in_channels + 1, out_channels, kernel_size, stride, padding, bias=bias)
-        self._time_map_cache = None  # (key, map): not a buffer, never saved
+        self._time_map_cache = None  # (weight, key, map): not a buffer, never saved
+        self._state_weight_cache = None  # (weight, key, weight[:, 1:] contiguous): likewise
 
     def forward(self, t, x):
-        w = self.conv.weight
-        out = F.conv2d(x, w[:, 1:], self.conv.bias, self.conv.stride, self.conv.padding)
+        out = F.conv2d(x, self.state_weight(), self.conv.bias, self.conv.stride, self.conv.padding)
         if _is_zero_time(t):
             return out
         return out + t * self.time_map(x)
 
+    def state_weight(self):
+        """The weight's state channels ``weight[:, 1:]``. That slice is not contiguous, and the
+        CPU convolutions copy it on every call (measured: 28% of a 256-channel 4x4 conv); outside
+        autograd a contiguous copy is kept, keyed on the weight's storage and version like
+        ``time_map``, so an optimizer step or ``load_state_dict`` refreshes it."""
+        w = self.conv.weight
+        if torch.is_grad_enabled():  # part of the graph (or saved for the input's backward)
+            return w[:, 1:]
+        key = _cache_key(w)
+        cache = self._state_weight_cache
+        if cache is None or cache[0] is not w or cache[1] != key:
+            cache = self._state_weight_cache = (w, key, w.detach()[:, 1:].contiguous())
+        return cache[2]
+
     def time_map(self, x):
         """conv_t applied to a ones channel of x's spatial size (boundary effects included)."""
         w = self.conv.weight
-        if torch.is_grad_enabled() and w.requires_grad:  # part of the graph: recompute
+        if torch.is_grad_enabled():  # part of the graph (or saved for the input's backward)
             return self._compute_time_map(x)
-        key = (x.shape[-2], x.shape[-1], x.dtype, x.device, w.data_ptr(), w._version)
+        key = (x.shape[-2], x.shape[-1], x.dtype, x.device, *_cache_key(w))
         cache = self._time_map_cache
-        if cache is None or cache[0] != key:
-            cache = self._time_map_cache = (key, self._compute_time_map(x))
-        return cache[1]
+        if cache is None or cache[0] is not w or cache[1] != key:
+            cache = self._time_map_cache = (w, key, self._compute_time_map(x))
+        return cache[2]
 
     def _compute_time_map(self, x):
         ones = x.new_ones(1, 1, x.shape[-2], x.shape[-1])
         return F.conv2d(ones, self.conv.weight[:, :1], None, self.conv.stride, self.conv.padding)
+
+
+def _cache_key(w: torch.Tensor) -> tuple:
+    """What a tensor derived from ``w`` outside autograd depends on, besides ``w`` itself (the
+    caches also hold ``w`` and compare it by identity, so a new parameter at a reused address
+    never matches): its storage and in-place version (optimizer steps, ``load_state_dict``,
+    ``.to()``), and whether it was made under ``torch.inference_mode`` (an inference tensor must
+    not reach a graph built later)."""
+    return (w.data_ptr(), w._version, w.dtype, w.device, torch.is_inference_mode_enabled())
 
 
 def _is_zero_time(t) -> bool:

@@ -40,7 +40,8 @@ def _grads(dyn, x, y):
 
 @pytest.mark.parametrize("method", FAST_METHODS)
 @pytest.mark.parametrize("adjoint", [False, True])
-@pytest.mark.parametrize("step,t_end", [(0.3, 1.0), (0.4, 1.7)])
+# (1.0, 1.0) and (1.0, 2.0): steps of exactly 1, where the products by dt are skipped
+@pytest.mark.parametrize("step,t_end", [(0.3, 1.0), (0.4, 1.7), (1.0, 1.0), (1.0, 2.0)])
 def test_fast_path_equals_torchdiffeq_exactly(method, adjoint, step, t_end):
     torch.manual_seed(0)
     dyn = ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False)
@@ -87,3 +88,46 @@ def test_eval_mode_fast_path_counts_and_matches():
                      options=dict(step_size=0.25))[-1]
     assert torch.equal(y, ref)
     assert (block.nfe_forward, block.nfe_backward) == (16, 0)
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_eval_one_step_solvers_equal_torchdiffeq_exactly(method):
+    """The quickstart's test-time settings (one step over [0, 1]) outside autograd: cached grid,
+    skipped dt products, cached contiguous weights; the numbers are torchdiffeq's."""
+    torch.manual_seed(0)
+    dyn = ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False)
+    x = torch.randn(2, 8, 6, 6)
+    block = ODEBlock(dyn, test_solver=SolverOptions(method, step_size=1.0)).eval()
+    with torch.no_grad():
+        ref = odeint(dyn, x, torch.tensor([0.0, 1.0]), method=method,
+                     options=dict(step_size=1.0))[-1]
+        for _ in range(2):  # the second call runs on the caches
+            assert torch.equal(block(x), ref)
+
+
+def test_grid_steps_cache_flags_unit_steps_and_is_bounded():
+    from odedet.ode import fixed_grid as fg
+
+    steps = fg.cached_grid_steps(1.0, 1.0, torch.float32, "cpu")
+    assert [(float(a), float(d), float(b), u) for a, d, b, u in steps] == [(0.0, 1.0, 1.0, True)]
+    assert fg.cached_grid_steps(1.0, 1.0, torch.float32, torch.device("cpu")) is steps
+    half = fg.cached_grid_steps(1.0, 0.5, torch.float32, "cpu")
+    assert [u for *_, u in half] == [False, False]
+    # a last step shortened to reach T is not a unit step: [0, 1, 1.5]
+    assert [u for *_, u in fg.cached_grid_steps(1.5, 1.0, torch.float32, "cpu")] == [True, False]
+    for i in range(3 * fg._STEPS_CACHE_SIZE):  # random end times (STEER) do not grow it
+        fg.cached_grid_steps(1.0 + i * 1e-3, 0.25, torch.float32, "cpu")
+    assert len(fg._STEPS_CACHE) <= fg._STEPS_CACHE_SIZE
+
+
+def test_finite_check_catches_nan_inf_and_accepts_overflowing_sums():
+    from odedet.ode.block import _all_finite
+
+    big = torch.full((4,), 3e38)  # finite elements whose sum overflows to inf
+    assert _all_finite(big) and _all_finite(torch.zeros(3))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.zeros(5)
+        x[2] = bad
+        assert not _all_finite(x)
+    x = torch.tensor([float("inf"), -float("inf")])  # inf - inf: the sum is NaN
+    assert not _all_finite(x)

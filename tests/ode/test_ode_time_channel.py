@@ -45,6 +45,43 @@ def test_cache_follows_weight_updates_size_and_state_dict_loads():
     assert set(conv.state_dict()) == {"conv.weight", "conv.bias"}  # old checkpoints load
 
 
+def test_state_weight_cache_is_contiguous_and_never_stale():
+    torch.manual_seed(0)
+    conv = ConcatConv2d(3, 5, 3)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor(0.7)
+    with torch.no_grad():
+        w = conv.state_weight()
+        assert w.is_contiguous() and torch.equal(w, conv.conv.weight[:, 1:])
+        assert conv.state_weight() is w  # cached
+        conv.conv.weight.mul_(2.0)  # in-place update
+        assert torch.equal(conv.state_weight(), conv.conv.weight[:, 1:])
+        # a new parameter object (load_state_dict(assign=True), user code) is never mistaken
+        # for the old one, even at a reused address
+        conv.conv.weight = torch.nn.Parameter(torch.randn_like(conv.conv.weight))
+        assert torch.equal(conv.state_weight(), conv.conv.weight[:, 1:])
+        assert torch.allclose(conv(t, x), _explicit(conv, t, x), atol=1e-5)
+    # under autograd the slice is part of the graph: gradients reach the weight
+    conv(t, x).sum().backward()
+    assert conv.conv.weight.grad is not None and conv.conv.weight.grad[:, 1:].abs().sum() > 0
+
+
+def test_inference_mode_cache_does_not_leak_into_a_later_graph():
+    """Frozen weights (requires_grad False) evaluated under inference_mode, then trained with
+    grad enabled: the input's backward needs the weight, which must not be an inference tensor."""
+    torch.manual_seed(0)
+    conv = ConcatConv2d(3, 5, 3)
+    conv.requires_grad_(False)
+    x, t = torch.randn(1, 3, 8, 8), torch.tensor(0.5)
+    with torch.inference_mode():
+        conv(t, x)
+    xg = x.clone().requires_grad_(True)
+    conv(t, xg).square().sum().backward()
+    assert xg.grad is not None
+    with torch.no_grad():  # and a no_grad call after inference_mode gets a normal tensor
+        conv(t, x)
+        assert not conv.state_weight().is_inference()
+
+
 def test_dynamics_equal_explicit_reference_at_solver_times():
     torch.manual_seed(0)
     f = ConvODEFunc(8, norm="GN", gn_groups=4).eval()
