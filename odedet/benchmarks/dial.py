@@ -204,10 +204,10 @@ def plot(rows: list[dict], out_dir: str, env: dict, metric: str = "AP") -> str:
                  key=lambda r: r["latency_ms"])
     ax.plot([r["latency_ms"] for r in ode], [r[metric] for r in ode], marker="o",
             label="ODE detector, test-time solver")
-    for r in ode:
-        ax.annotate(f"{r['solver']} ({r['nfe_per_image']:.0f} f-evals)",
-                    (r["latency_ms"], r[metric]), fontsize=7, xytext=(4, -10),
-                    textcoords="offset points")
+    for i, r in enumerate(ode):  # labels alternate below / above the curve so neighbours
+        ax.annotate(f"{r['solver']} ({r['nfe_per_image']:.0f} f-evals)",  # do not overlap
+                    (r["latency_ms"], r[metric]), fontsize=7,
+                    xytext=(4, -12 if i % 2 == 0 else 6), textcoords="offset points")
     for r, marker in zip((r for r in rows if r["model"] != "ODE"), "sD^v"):
         if r.get(metric) is None:
             continue
