@@ -11,6 +11,8 @@ the ground truth with detectron2's Visualizer, and prints where everything went.
     python tools/quickstart.py --quick          # smoke test: tiny dataset, a few iterations
     python tools/quickstart.py --max-iter 200 MODEL.ODE.METHOD_TEST rk4   # shorter; overrides
     python tools/quickstart.py --budget-min 20  # a 20-minute training budget (default 10)
+    python tools/quickstart.py --dial           # the compute dial: ODE + ResNet-18 + shallow
+                                                # ResNet, then tools/benchmark.py dial on them
 
 Training keeps a wall-clock budget (--budget-min, default 10 minutes): the speed of the first
 iterations is measured and, if the recipe's iterations would not fit on this machine, the whole
@@ -52,6 +54,7 @@ MODELS = {  # table name -> config
     "ODE-ResNet-18-FPN": "configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml",
     "ResNet-18-FPN (baseline)": "configs/quickstart/faster_rcnn_R_18_FPN_shapes.yaml",
 }
+SHALLOW = ("ResNet-shallow-FPN", "configs/quickstart/faster_rcnn_R_shallow_FPN_shapes.yaml")
 QUICK_PARAMS = ShapesParams(num_train=32, num_val=8)  # --quick: a dataset made in a second
 
 
@@ -62,6 +65,11 @@ def parse_args(argv=None):
                    help="train this config (a path, or a name under configs/) instead of the "
                    "ODE quickstart model")
     p.add_argument("--baseline", action="store_true", help="also train the ResNet baseline")
+    p.add_argument("--dial", action="store_true",
+                   help="the compute dial (docs/compute_dial.md): train the ODE model, the "
+                   "ResNet-18 baseline and the shallow ResNet (a model whose finished run is in "
+                   "OUTPUT_DIR is reused, not retrained), then run tools/benchmark.py dial on "
+                   "them into OUTPUT_DIR/dial")
     p.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER")
     p.add_argument("--budget-min", type=float, default=10.0,
                    help="wall-clock training budget per model, minutes: the schedule is fitted "
@@ -135,6 +143,7 @@ def print_table(rows: dict) -> None:
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
+        r = {k: float("nan") if v is None else v for k, v in r.items()}  # reloaded JSON nulls
         print(
             f"{name:<26}{r['AP']:7.1f}{r['AP50']:7.1f}{r['P']:7.1f}{r['R']:7.1f}{r['F1']:7.1f}"
             f"{r['params'] / 1e6:8.2f}M{r['iters']:7d}{r['train_s']:7.0f}s{r['s_per_iter']:8.2f}"
@@ -189,11 +198,18 @@ def main(argv=None):
     if args.config_file:  # replaces the ODE model; named after its file
         configs.pop("ODE-ResNet-18-FPN")
         configs = {os.path.basename(args.config_file)[: -len(".yaml")]: args.config_file, **configs}
-    if not args.baseline:
+    if args.dial:
+        configs[SHALLOW[0]] = SHALLOW[1]
+    elif not args.baseline:
         configs.pop("ResNet-18-FPN (baseline)")
     rows = {}
     for name, config_file in configs.items():
         cfg = build_cfg(config_file, name, args, train_set, val_set)
+        finished = finished_run(cfg, config_file) if args.dial else None
+        if finished is not None:
+            print(f"\n== {name}: reusing the finished run in {cfg.OUTPUT_DIR} ==")
+            rows[name] = finished
+            continue
         budget = cfg.SOLVER.TIME_BUDGET.MINUTES
         print(f"\n== {name}: training {cfg.SOLVER.MAX_ITER} iterations ({config_file})"
               + (f", fitted into a {budget:g}-minute budget ==" if budget > 0 else " =="))
@@ -214,11 +230,53 @@ def main(argv=None):
                           strict_json({**r, **meta}))
     write_summary(summary, rows, meta)
     for name, r in rows.items():
+        r = {k: float("nan") if v is None else v for k, v in r.items()}  # reloaded JSON nulls
         print(f"{name}: checkpoint, metrics.json, TensorBoard events and COCO results in "
               f"{os.path.abspath(r['output_dir'])}; visualised detections in "
               f"{os.path.abspath(r['vis_dir'])}")
     print(f"Summary: {os.path.abspath(summary)}")
+    if args.dial:
+        run_dial(args, rows)
     return rows
+
+
+def finished_run(cfg, config_file: str):
+    """The row of a finished quickstart run of ``config_file`` in cfg.OUTPUT_DIR (its record and
+    final checkpoint both there), or None."""
+    record = os.path.join(cfg.OUTPUT_DIR, "quickstart_result.json")
+    if not (os.path.isfile(record) and os.path.isfile(os.path.join(cfg.OUTPUT_DIR,
+                                                                   "model_final.pth"))):
+        return None
+    try:
+        with open(record) as f:
+            row = json.load(f)
+    except ValueError as e:
+        raise SystemExit(f"{record}: not valid JSON ({e}); delete that run folder to retrain it")
+    if row.get("config") != config_file:
+        return None
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def run_dial(args, rows: dict) -> None:
+    """tools/benchmark.py dial on the three trained models (one process, interleaved timing)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("odedet_benchmark_tool",
+                                                  os.path.join(ROOT, "tools", "benchmark.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (ode_name, ode), *baselines = rows.items()
+    argv = ["dial", "--out", os.path.join(args.output_dir, "dial"),
+            "--threads", str(torch.get_num_threads()),
+            "--config-file", ode["config"],
+            "--weights", os.path.join(ode["output_dir"], "model_final.pth")]
+    for name, r in baselines:
+        argv += ["--baseline", name.replace(" (baseline)", ""), r["config"],
+                 os.path.join(r["output_dir"], "model_final.pth")]
+    if args.quick:
+        argv.append("--quick")
+    print("\n== the compute dial: python tools/benchmark.py " + " ".join(argv) + " ==")
+    bench.main(argv)
 
 
 if __name__ == "__main__":

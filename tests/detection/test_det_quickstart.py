@@ -69,3 +69,27 @@ def test_summary_keeps_other_runs_models_and_writes_strict_json(tmp_path):
         f.write("{not json")
     with pytest.raises(SystemExit, match="quickstart_results.json"):
         qs.write_summary(path, {"C": {}}, {"_environment": "", "_command": ""})
+
+
+@pytest.mark.slow
+def test_quickstart_dial_trains_three_models_then_measures_and_reuses_them(tmp_path, monkeypatch):
+    """--dial: ODE + ResNet-18 + shallow ResNet, then tools/benchmark.py dial on their
+    checkpoints; a second call reuses the finished runs instead of retraining them."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "qs"
+    argv = ["--quick", "--dial", "--max-iter", "1", "--num-vis", "0", "--output-dir", str(out),
+            "SOLVER.IMS_PER_BATCH", "2", "INPUT.MIN_SIZE_TRAIN", "(64,)",
+            "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64"]
+    rows = _quickstart().main(argv)
+    assert list(rows) == ["ODE-ResNet-18-FPN", "ResNet-18-FPN (baseline)", "ResNet-shallow-FPN"]
+    with open(out / "dial" / "dial.json") as f:
+        dial = json.load(f)
+    models = {r["model"] for r in dial["tables"][0]["rows"]}
+    assert models == {"ODE", "ResNet-18-FPN", "ResNet-shallow-FPN"}
+    assert (out / "dial" / "dial_ap.png").is_file()
+    stamps = {n: os.path.getmtime(os.path.join(r["output_dir"], "model_final.pth"))
+              for n, r in rows.items()}
+    again = _quickstart().main(argv)
+    assert {n: os.path.getmtime(os.path.join(r["output_dir"], "model_final.pth"))
+            for n, r in again.items()} == stamps  # nothing retrained
+    assert again["ResNet-shallow-FPN"]["params"] == rows["ResNet-shallow-FPN"]["params"]
