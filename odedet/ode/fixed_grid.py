@@ -102,10 +102,25 @@ def integrate(method: str, func, y: list, grid, n_feed: int) -> list:
     """Integrate the state list ``y`` over ``grid`` (increasing or decreasing), a time tensor or
     the steps of :func:`grid_steps`."""
     steps = grid_steps(grid) if isinstance(grid, torch.Tensor) else grid
+    owned = False  # after the first step the state tensors are ours (the caller holds y0)
     for t0, dt, t1, unit_dt in steps:
         dy = rk_step(method, func, t0, dt, t1, y, n_feed, unit_dt)
-        y = [y_ + d for y_, d in zip(y, dy)]
+        if owned and not torch.is_grad_enabled():
+            y = [_add_into(y_, d) for y_, d in zip(y, dy)]
+        else:
+            y = [y_ + d for y_, d in zip(y, dy)]
+        owned = True
     return y
+
+
+def _add_into(y: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``y + d``, written into ``y`` when that gives the same tensor (same shape and dtype): the
+    same kernel and numbers, without a new state alongside the old one. Outside autograd only,
+    on states the integrator made itself. With the adjoint's backward solve this keeps its peak
+    at K steps equal to one step's (the initial state stays alive, held by autograd)."""
+    if d.shape == y.shape and d.dtype == y.dtype and not d.is_set_to(y):
+        return y.add_(d)
+    return y + d
 
 
 def time_dtype(state_dtype: torch.dtype) -> torch.dtype:

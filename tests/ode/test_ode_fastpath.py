@@ -131,3 +131,31 @@ def test_finite_check_catches_nan_inf_and_accepts_overflowing_sums():
         assert not _all_finite(x)
     x = torch.tensor([float("inf"), -float("inf")])  # inf - inf: the sum is NaN
     assert not _all_finite(x)
+
+
+def test_no_grad_steps_update_one_state_in_place_with_the_same_numbers():
+    """Outside autograd (eval, the adjoint's backward solve) steps 2..K add into the state the
+    first step made, so K steps hold no more states than one; y0 is never written."""
+    from odedet.ode.fixed_grid import integrate
+
+    torch.manual_seed(0)
+    dyn = ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False).eval()
+    x = torch.randn(1, 8, 5, 5)
+    x_copy = x.clone()
+    seen = []
+
+    def func(t, ys):
+        seen.append(ys[0].data_ptr())
+        return [dyn(t, ys[0])]
+
+    grid = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+    with torch.no_grad():
+        y = integrate("euler", func, [x], grid, 1)[0]
+        ref = odeint(dyn, x, torch.tensor([0.0, 1.0]), method="euler",
+                     options=dict(step_size=0.25))[-1]
+    assert torch.equal(y, ref) and torch.equal(x, x_copy)
+    assert seen[0] == x.data_ptr() and len(set(seen[1:])) == 1 and seen[1] != seen[0]
+    seen.clear()
+    xg = x.clone().requires_grad_(True)
+    integrate("euler", func, [xg], grid, 1)  # with autograd: a new state per step
+    assert len(set(seen)) == 4
