@@ -97,8 +97,11 @@ fi
 # odedet's own set-up on top (requirements, editable odedet); it leaves a compiled detectron2 alone.
 ODEDET_VENV="$VENV" bash "$ROOT/tools/setup_env.sh"
 quiet_pip --no-deps --no-build-isolation -e "$ROOT"  # this clone, even if the stamp says done
-"$PY" -m odedet.env | grep -E "^detectron2" || true
-"$PY" -m odedet.env | grep -q "detectron2 ops *compiled" || die "odedet does not see a compiled detectron2"
+# captured first: `grep -q` exits at its first match and would break the pipe of a still-printing
+# odedet.env (BrokenPipeError; with pipefail a false "not compiled")
+ENV_REPORT="$("$PY" -m odedet.env)"
+grep -E "^detectron2" <<<"$ENV_REPORT" || true
+grep -q "detectron2 ops *compiled" <<<"$ENV_REPORT" || die "odedet does not see a compiled detectron2"
 log "environment ready in $(( $(date +%s) - start )) s; running odedet's tests"
 cd "$ROOT"
 exec "${WRAP[@]}" "$PY" -m pytest tests -ra --timeout=900 -p no:cacheprovider "${PYTEST_ARGS[@]}"
