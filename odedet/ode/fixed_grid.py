@@ -59,8 +59,19 @@ def rk_step(method: str, func, t0, dt, t1, y: list, n_feed: int, unit_dt: bool =
         k2 = func(t0 + dt * _ONE_THIRD, [y_ + times_dt(a) * _ONE_THIRD for y_, a in zip(feed, k1)])
         k3 = func(t0 + dt * _TWO_THIRDS,
                   [y_ + times_dt(b - a * _ONE_THIRD) for y_, a, b in zip(feed, k1, k2)])
-        k4 = func(t1, [y_ + times_dt(a - b + c) for y_, a, b, c in zip(feed, k1, k2, k3)])
-        return [times_dt(a + 3 * (b + c) + d) * 0.125 for a, b, c, d in zip(k1, k2, k3, k4)]
+        y4 = [y_ + times_dt(a - b + c) for y_, a, b, c in zip(feed, k1, k2, k3)]
+        # torchdiffeq sums (k1 + 3 (k2 + k3)) + k4 left to right: its first two terms are formed
+        # before k4 is evaluated (the same operations in the same order), so k1..k3 are freed
+        # first and the 4th evaluation holds 3 maps per component (y, its input, the partial
+        # sum) instead of 5. Outputs components past n_feed (integrals only) likewise.
+        if torch.is_grad_enabled():
+            partial = [a + 3 * (b + c) for a, b, c in zip(k1, k2, k3)]
+        else:  # one new tensor per component: the same three operations (IEEE + and * commute)
+            partial = [(b + c).mul_(3).add_(a) for a, b, c in zip(k1, k2, k3)]
+        del k1, k2, k3
+        k4 = func(t1, y4)
+        del y4
+        return [times_dt(p + d) * 0.125 for p, d in zip(partial, k4)]
     raise ValueError(f"lean fixed-grid path supports {FAST_METHODS}, got {method!r}")
 
 
@@ -109,6 +120,7 @@ def integrate(method: str, func, y: list, grid, n_feed: int) -> list:
             y = [_add_into(y_, d) for y_, d in zip(y, dy)]
         else:
             y = [y_ + d for y_, d in zip(y, dy)]
+        del dy  # else the increment stays alive through the next step's evaluations
         owned = True
     return y
 
@@ -183,11 +195,15 @@ class _FixedGridAdjoint(torch.autograd.Function):
             with torch.enable_grad(), ctx.autocast():
                 y = y.detach().requires_grad_(True)
                 f = func(t.detach(), y)
-                vjps = torch.autograd.grad(f, (y, *params), -adj_y.to(f.dtype),
-                                           allow_unused=True)
-            vjps = [torch.zeros_like(x) if v is None else v.to(x.dtype)
+                # -vjp(a) instead of torchdiffeq's vjp(-a): a vector-Jacobian product is sums of
+                # products with a, and IEEE negation commutes exactly with both, so the numbers
+                # are identical; but no negated copy of the adjoint (a full state map) is held
+                # while the dynamics' graph is alive. The negation runs after the graph is freed.
+                vjps = torch.autograd.grad(f, (y, *params), adj_y.to(f.dtype), allow_unused=True)
+                f = f.detach()
+            vjps = [torch.zeros_like(x) if v is None else torch.neg(v).to(x.dtype)
                     for x, v in zip((y, *params), vjps)]
-            return [f.detach().to(y.dtype), *vjps]
+            return [f.to(y.dtype), *vjps]
 
         with torch.no_grad():
             state = [yT, grad_yT, *[torch.zeros_like(p) for p in params]]

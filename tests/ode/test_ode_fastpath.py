@@ -159,3 +159,32 @@ def test_no_grad_steps_update_one_state_in_place_with_the_same_numbers():
     xg = x.clone().requires_grad_(True)
     integrate("euler", func, [xg], grid, 1)  # with autograd: a new state per step
     assert len(set(seen)) == 4
+
+
+def test_rk4_forms_its_partial_sum_before_the_fourth_evaluation_with_the_same_numbers():
+    """Outside autograd the 3/8-rule step frees k1..k3 before evaluating k4 (it forms
+    k1 + 3 (k2 + k3) first, as torchdiffeq's left-to-right sum does), so the 4th evaluation
+    holds no earlier stage derivative; the result is torchdiffeq's to the bit."""
+    import weakref
+
+    from odedet.ode.fixed_grid import integrate
+
+    torch.manual_seed(0)
+    dyn = ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False).eval()
+    x = torch.randn(1, 8, 5, 5)
+    made, alive_at_call = [], []
+
+    def func(t, ys):
+        alive_at_call.append(sum(r() is not None for r in made))
+        out = dyn(t, ys[0])
+        made.append(weakref.ref(out))
+        return [out]
+
+    grid = torch.tensor([0.0, 0.5, 1.0])
+    with torch.no_grad():
+        y = integrate("rk4", func, [x], grid, 1)[0]
+        ref = odeint(dyn, x, torch.tensor([0.0, 1.0]), method="rk4",
+                     options=dict(step_size=0.5))[-1]
+    assert torch.equal(y, ref)
+    # calls 2 and 3 need k1 (and k2); call 4 of each step finds none alive
+    assert alive_at_call == [0, 1, 2, 0, 0, 1, 2, 0]
