@@ -188,3 +188,31 @@ def test_rk4_forms_its_partial_sum_before_the_fourth_evaluation_with_the_same_nu
     assert torch.equal(y, ref)
     # calls 2 and 3 need k1 (and k2); call 4 of each step finds none alive
     assert alive_at_call == [0, 1, 2, 0, 0, 1, 2, 0]
+
+
+def test_a_step_increment_is_released_before_the_next_step_evaluates():
+    """With unit Euler steps the increment is f's output itself: none of the earlier steps'
+    outputs may still be alive when f is evaluated again (each would be a full state map)."""
+    import weakref
+
+    from odedet.ode.fixed_grid import grid_steps, integrate
+
+    torch.manual_seed(0)
+    dyn = ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False).eval()
+    x = torch.randn(1, 8, 5, 5)
+    made, alive_at_call = [], []
+
+    def func(t, ys):
+        alive_at_call.append(sum(r() is not None for r in made))
+        out = dyn(t, ys[0])
+        made.append(weakref.ref(out))
+        return [out]
+
+    steps = grid_steps(torch.tensor([0.0, 1.0, 2.0, 3.0]), find_unit=True)
+    assert all(unit for *_, unit in steps)  # so the increment is f's output, not dt * f
+    with torch.no_grad():
+        y = integrate("euler", func, [x], steps, 1)[0]
+        ref = odeint(dyn, x, torch.tensor([0.0, 3.0]), method="euler",
+                     options=dict(step_size=1.0))[-1]
+    assert torch.equal(y, ref)
+    assert alive_at_call == [0, 0, 0]
