@@ -208,7 +208,7 @@ def main(argv=None) -> int:
 
     doc = run_subcommand(args.command, args)
     print(render_markdown(doc))
-    print(f"[benchmark] wrote {os.path.abspath(args.out)}/{args.command}.json, .md and plots")
+    print(f"[benchmark] wrote {os.path.abspath(args.out)}/{args.command.replace('-', '_')}.json, .md and plots")
     return 0
 
 

@@ -294,24 +294,31 @@ class _AdjointGuard(torch.autograd.Function):
     @staticmethod
     def forward(ctx, block, opts, solve, x, *params):
         with torch.enable_grad():
-            inner_x = x.detach().requires_grad_(x.requires_grad)
+            # The nested graph's input is reached by its gradient edge, not held as a tensor: a
+            # leaf would keep x's storage (a full feature map) alive from the forward pass to
+            # this block's backward, although the adjoint needs only h(T).
+            inner_x = _Alias.apply(x.detach(), _anchor(x)) if x.requires_grad else x.detach()
+            edge = torch.autograd.graph.get_gradient_edge(inner_x) if x.requires_grad else None
             outs = tuple(solve(inner_x))
-        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (inner_x, outs), params
+        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (edge, outs), params
         ctx.autocast = _AutocastState(x.device.type)
+        ctx.x_shape, ctx.x_dtype, ctx.x_device = x.shape, x.dtype, x.device
         return tuple(o.detach() for o in outs)
 
     @staticmethod
     def backward(ctx, *grad_outs):
-        inner_x, outs = ctx.inner
+        edge, outs = ctx.inner
         block, opts = ctx.block, ctx.opts
         ctx.inner = None  # free the nested graph once used
-        wrt = ([inner_x] if inner_x.requires_grad else []) + list(ctx.params)
+        wrt = ([edge] if edge is not None else []) + list(ctx.params)
         if not all(torch.isfinite(g).all() for g in grad_outs):
             # NaN/inf from the loss or a later layer: the gradients are undefined, and solving
             # backwards with them would blame this block; detectron2's NaN-loss check (or the
             # optimizer's) reports the divergence instead.
-            nan = [torch.full_like(w, float("nan")) for w in wrt]
-            grad_x = nan.pop(0) if inner_x.requires_grad else None
+            nan = [torch.full_like(w, float("nan")) for w in ctx.params]
+            grad_x = None
+            if edge is not None:
+                grad_x = torch.full(ctx.x_shape, float("nan"), dtype=ctx.x_dtype, device=ctx.x_device)
             return (None, None, None, grad_x, *nan)  # block, opts, t_end: no gradient
         try:
             with ctx.autocast():  # backward re-evaluations in the forward's precision
@@ -324,5 +331,25 @@ class _AdjointGuard(torch.autograd.Function):
             raise block._solver_error(AssertionError("non-finite values in state"), opts,
                                       backward=True)
         grads = list(grads)
-        grad_x = grads.pop(0) if inner_x.requires_grad else None
+        grad_x = grads.pop(0) if edge is not None else None
         return (None, None, None, grad_x, *grads)
+
+
+def _anchor(x: torch.Tensor) -> torch.Tensor:
+    """A scalar leaf that makes :class:`_Alias`'s output part of a graph."""
+    return torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
+
+
+class _Alias(torch.autograd.Function):
+    """``x`` (a view of it), as the start of a nested graph that saves nothing: unlike a leaf
+    ``x.detach().requires_grad_()``, whose gradient accumulator would hold ``x``, nothing in the
+    graph refers to x's storage once the forward solve is done. Gradients are read at this
+    node's output edge (:func:`torch.autograd.graph.get_gradient_edge`)."""
+
+    @staticmethod
+    def forward(ctx, x, anchor):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None

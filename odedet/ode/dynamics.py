@@ -56,7 +56,9 @@ class ConcatConv2d(nn.Module):
         out = F.conv2d(x, self.state_weight(), self.conv.bias, self.conv.stride, self.conv.padding)
         if _is_zero_time(t):
             return out
-        return out + t * self.time_map(x)
+        # in place: the convolution's backward does not need its output, so the sum takes no
+        # second full-size tensor (same numbers as out + t * time_map)
+        return out.add_(t * self.time_map(x))
 
     def state_weight(self):
         """The weight's state channels ``weight[:, 1:]``. That slice is not contiguous, and the
