@@ -45,6 +45,11 @@ def add_memory_config(cfg):
     # for any detector: MODEL.RPN.HEAD_NAME "CheckpointedRPNHead",
     # MODEL.ROI_BOX_HEAD.NAME "CheckpointedFastRCNNConvFCHead".
     _C.MODEL.ODE.CHECKPOINT_FPN = False
+    # With the fixed-grid adjoint (euler / midpoint / rk4): the backward pass takes each ODE
+    # block's h(T) out of the graph and frees it after the first backward step (one feature map
+    # per block less from the second step on, same numbers). Such a graph supports one backward
+    # pass only (no retain_graph / gradcheck); a second raises a clear error.
+    _C.MODEL.ODE.RELEASE_END_STATE = False
 
 
 @contextlib.contextmanager

@@ -74,6 +74,8 @@ def solver_options_from_cfg(cfg, phase: str) -> SolverOptions:
         "method": f"METHOD_{phase}", "rtol": f"RTOL_{phase}", "atol": f"ATOL_{phase}",
         "step_size": f"STEP_SIZE_{phase}", "max_num_steps": "MAX_NUM_STEPS", "adjoint": "ADJOINT",
     }
+    if "RELEASE_END_STATE" in ode:
+        keys["release_end_state"] = "RELEASE_END_STATE"
     if f"FIRST_STEP_{phase}" in ode:  # absent from configs built without odedet's full keys
         keys["first_step"] = f"FIRST_STEP_{phase}"
     fields = types.SimpleNamespace(**{field: ode[key] for field, key in keys.items()})

@@ -212,7 +212,8 @@ class ODEBlock(nn.Module):
         if opts.method in FAST_METHODS:
             if adjoint:
                 return odeint_fixed_adjoint(counted, x, t_end, opts.step_size, opts.method,
-                                            tuple(self.dynamics.parameters()))
+                                            tuple(self.dynamics.parameters()),
+                                            release_end_state=opts.release_end_state)
             return odeint_fixed(counted, x, t_end, opts.step_size, opts.method)
         t = torch.tensor([0.0, t_end], dtype=x.dtype, device=x.device)
         kwargs = opts.torchdiffeq_kwargs()
@@ -300,14 +301,24 @@ class _AdjointGuard(torch.autograd.Function):
             inner_x = _Alias.apply(x.detach(), _anchor(x)) if x.requires_grad else x.detach()
             edge = torch.autograd.graph.get_gradient_edge(inner_x) if x.requires_grad else None
             outs = tuple(solve(inner_x))
-        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (edge, outs), params
+        # The nested outputs are kept by their gradient edges too: holding the tensors would
+        # keep h(T)'s storage alive through the backward solve, which may free it after its
+        # first step (MODEL.ODE.RELEASE_END_STATE).
+        out_edges = tuple(torch.autograd.graph.get_gradient_edge(o) if o.requires_grad else None
+                          for o in outs)
+        ctx.block, ctx.opts, ctx.inner, ctx.params = block, opts, (edge, out_edges), params
         ctx.autocast = _AutocastState(x.device.type)
         ctx.x_shape, ctx.x_dtype, ctx.x_device = x.shape, x.dtype, x.device
         return tuple(o.detach() for o in outs)
 
     @staticmethod
     def backward(ctx, *grad_outs):
-        edge, outs = ctx.inner
+        if ctx.inner is None:
+            raise RuntimeError(
+                f"backward through the adjoint ODE block '{ctx.block.name}' a second time "
+                "(retain_graph=True, gradcheck): its nested graph is freed by the first backward "
+                "pass; for repeated backward passes set MODEL.ODE.ADJOINT False")
+        edge, out_edges = ctx.inner
         block, opts = ctx.block, ctx.opts
         ctx.inner = None  # free the nested graph once used
         wrt = ([edge] if edge is not None else []) + list(ctx.params)
@@ -320,9 +331,14 @@ class _AdjointGuard(torch.autograd.Function):
             if edge is not None:
                 grad_x = torch.full(ctx.x_shape, float("nan"), dtype=ctx.x_dtype, device=ctx.x_device)
             return (None, None, None, grad_x, *nan)  # block, opts, t_end: no gradient
+        pairs = [(e, g) for e, g in zip(out_edges, grad_outs) if e is not None]
+        del grad_outs  # the engine's reference remains; ours would outlive the solve's need
+        if not pairs:  # nothing in the solve required a gradient
+            return (None, None, None, None, *[None] * len(ctx.params))
         try:
             with ctx.autocast():  # backward re-evaluations in the forward's precision
-                grads = torch.autograd.grad(outs, wrt, grad_outs, allow_unused=True)
+                grads = torch.autograd.grad([e for e, _ in pairs], wrt, [g for _, g in pairs],
+                                            allow_unused=True)
         except AssertionError as e:
             raise block._solver_error(e, opts, backward=True) from e
         if not all(

@@ -164,31 +164,60 @@ def odeint_fixed(func, y0: torch.Tensor, t_end: float, step_size: float, method:
 
 
 def odeint_fixed_adjoint(func, y0: torch.Tensor, t_end: float, step_size: float, method: str,
-                         params: tuple):
+                         params: tuple, release_end_state: bool = False):
     """y(T) as :func:`odeint_fixed`, with gradients by the adjoint method (memory O(1) in the
-    number of steps): the result torchdiffeq's ``odeint_adjoint`` gives for these settings."""
+    number of steps): the result torchdiffeq's ``odeint_adjoint`` gives for these settings.
+
+    ``release_end_state``: keep y(T) for the backward pass outside autograd's saved tensors, so
+    the backward solve can free it after its first step (saved tensors live until the node is
+    done). The same numbers; one backward pass per graph (a second raises); an in-place change
+    of the output before backward is detected by its version counter, as autograd would."""
     params = tuple(p for p in params if p.requires_grad)
-    return _FixedGridAdjoint.apply(y0, func, float(t_end), float(step_size), method, *params)
+    return _FixedGridAdjoint.apply(y0, func, float(t_end), float(step_size), method,
+                                   bool(release_end_state), *params)
 
 
 class _FixedGridAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, func, t_end, step_size, method, *params):
+    def forward(ctx, y0, func, t_end, step_size, method, release, *params):
         with torch.no_grad():
             yT = odeint_fixed(func, y0, t_end, step_size, method)
         ctx.func, ctx.t_end, ctx.step_size, ctx.method = func, t_end, step_size, method
         ctx.autocast = _AutocastState(y0.device.type)
-        ctx.save_for_backward(yT, *params)
+        ctx.release = release
+        if release:  # a detached alias: no reference cycle, same storage and version counter
+            ctx.end_state, ctx.end_version = [yT.detach()], yT._version
+            ctx.save_for_backward(*params)
+        else:
+            ctx.save_for_backward(yT, *params)
         return yT
 
     @staticmethod
     def backward(ctx, grad_yT):
-        yT, *params = ctx.saved_tensors
+        if ctx.release:
+            params = list(ctx.saved_tensors)
+            if not ctx.end_state:
+                raise RuntimeError(
+                    "backward through an ODE block's adjoint a second time: with "
+                    "MODEL.ODE.RELEASE_END_STATE (release_end_state) its h(T) is freed by the "
+                    "first backward pass, so retain_graph / gradcheck are not supported; turn "
+                    "the option off for them")
+            if ctx.end_state[0]._version != ctx.end_version:
+                raise RuntimeError(
+                    "an ODE block's output h(T), needed by its adjoint backward pass, was "
+                    "modified by an in-place operation after the block ran; use an out-of-place "
+                    "operation on it (e.g. F.relu(x) instead of F.relu_(x))")
+            held = ctx.end_state  # emptied below, so the solve holds h(T) only until step 1
+        else:
+            yT, *params = ctx.saved_tensors
+            held = [yT]
+            del yT
         func = ctx.func
         # torchdiffeq's backward grid: built on the negated interval [-T, -0], then negated back.
-        s = -torch.tensor([ctx.t_end, 0.0], dtype=time_dtype(yT.dtype), device=yT.device)
+        dtype, device = held[0].dtype, held[0].device
+        s = -torch.tensor([ctx.t_end, 0.0], dtype=time_dtype(dtype), device=device)
         grid = -fixed_grid(s[0], s[1], ctx.step_size)
-        grad_yT = grad_yT.to(yT.dtype)
+        grad_yT = grad_yT.to(dtype)
 
         def augmented(t, state):
             y, adj_y = state
@@ -206,6 +235,8 @@ class _FixedGridAdjoint(torch.autograd.Function):
             return [f.to(y.dtype), *vjps]
 
         with torch.no_grad():
-            state = [yT, grad_yT, *[torch.zeros_like(p) for p in params]]
-            state = integrate(ctx.method, augmented, state, grid, 2)
-        return (state[1], None, None, None, None, *state[2:])
+            # the list is integrate's only reference to h(T): it is dropped after the first step
+            state = integrate(ctx.method, augmented,
+                              [held.pop(), grad_yT, *[torch.zeros_like(p) for p in params]],
+                              grid, 2)
+        return (state[1], None, None, None, None, None, *state[2:])

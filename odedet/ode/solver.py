@@ -36,6 +36,10 @@ class SolverOptions:
             to an adaptive method (e.g. at test time) does not silently impose a first step.
         max_num_steps: step guard of adaptive methods (forward and adjoint solves).
         adjoint: backpropagate with ``odeint_adjoint`` (O(1) memory) instead of through the solver.
+        release_end_state: fixed-grid adjoint only: its backward pass takes h(T) out of the
+            graph and frees it after the first backward step instead of keeping it to the end
+            (one feature map less from the second step on; same numbers). A graph built this
+            way can be backpropagated once (no ``retain_graph``); a second pass raises.
     """
 
     method: str = "rk4"
@@ -45,6 +49,7 @@ class SolverOptions:
     max_num_steps: int = 1000
     adjoint: bool = True
     first_step: float = 0.0
+    release_end_state: bool = False
 
     def __post_init__(self):
         validate_solver_options(self)
@@ -113,5 +118,8 @@ def validate_solver_options(opts, key_names: dict | None = None) -> None:
         raise ValueError(
             f"{name('step_size')} must be > 0 for the fixed-grid method {opts.method!r}, got {step!r}"
         )
+    release = getattr(opts, "release_end_state", False)
+    if not isinstance(release, bool):
+        raise ValueError(f"{name('release_end_state')} must be True or False, got {release!r}")
     if not isinstance(opts.max_num_steps, int) or opts.max_num_steps < 1:
         raise ValueError(f"{name('max_num_steps')} must be an integer >= 1, got {opts.max_num_steps!r}")

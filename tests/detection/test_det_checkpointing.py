@@ -25,6 +25,7 @@ def _lean(cfg, on=True, heads=False):
     cfg.MODEL.ODE.CHECKPOINT_STEM = on
     cfg.MODEL.ODE.CHECKPOINT_TRANSITIONS = on
     cfg.MODEL.ODE.CHECKPOINT_FPN = on
+    cfg.MODEL.ODE.RELEASE_END_STATE = on
     if on and heads:
         cfg.MODEL.RPN.HEAD_NAME = "CheckpointedRPNHead"
         cfg.MODEL.ROI_BOX_HEAD.NAME = "CheckpointedFastRCNNConvFCHead"
@@ -117,12 +118,14 @@ def test_lean_detector_config_same_losses_and_gradients(one_torch_thread):
         ROOT, "configs/COCO-Detection/ode_faster_rcnn_R_50_FPN_lean.yaml"))
     ode = lean_cfg.MODEL.ODE
     assert ode.CHECKPOINT_STEM and ode.CHECKPOINT_TRANSITIONS and ode.CHECKPOINT_FPN
+    assert ode.RELEASE_END_STATE
     assert lean_cfg.MODEL.RPN.HEAD_NAME == "CheckpointedRPNHead"
     assert lean_cfg.MODEL.ROI_BOX_HEAD.NAME == "CheckpointedFastRCNNConvFCHead"
     assert lean_cfg.MODEL.ODE.ADJOINT and lean_cfg.MODEL.RESNETS.DEPTH == 50
     base = get_odedet_cfg()
     base.merge_from_file(os.path.join(ROOT, "configs/odenet_faster_rcnn.yaml"))
     assert not base.MODEL.ODE.CHECKPOINT_STEM and not base.MODEL.ODE.CHECKPOINT_TRANSITIONS
+    assert not base.MODEL.ODE.RELEASE_END_STATE
 
     cfg = get_odedet_cfg()
     cfg.merge_from_file(os.path.join(ROOT, "configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml"))

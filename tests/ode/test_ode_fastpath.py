@@ -249,3 +249,91 @@ def test_adjoint_block_keeps_no_reference_to_its_input_until_backward(method):
     else:
         torch.testing.assert_close(g_img, r_img, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(g_w, r_w, rtol=1e-5, atol=1e-6)
+
+
+class _Watching(nn.Module):
+    """Dynamics that record, at each evaluation under autograd (the adjoint's backward solve),
+    how many references the watched storage has (1 = only the test's own)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.watch, self.counts = f, None, []
+
+    def forward(self, t, h):
+        if self.watch is not None and torch.is_grad_enabled():
+            self.counts.append(torch._C._storage_Use_Count(self.watch._cdata))
+        return self.f(t, h)
+
+
+def _release_block(method, step, t_end, release):
+    torch.manual_seed(0)
+    dyn = _Watching(ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False))
+    opts = SolverOptions(method, step_size=step, adjoint=True, release_end_state=release)
+    return dyn, ODEBlock(dyn, t_end=t_end, train_solver=opts).train()
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+@pytest.mark.parametrize("step,t_end", [(0.3, 1.0), (1.0, 2.0)])
+def test_release_end_state_same_numbers_and_frees_h_T_after_the_first_backward_step(
+        method, step, t_end):
+    """MODEL.ODE.RELEASE_END_STATE: torchdiffeq's adjoint numbers to the bit, and h(T) (a full
+    feature map per block) is no longer referenced from the second backward step on; without
+    the option the node keeps it to the end of its backward pass."""
+    torch.manual_seed(1)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    stages = {"euler": 1, "midpoint": 2, "rk4": 4}[method]
+    for release in (False, True):
+        dyn, block = _release_block(method, step, t_end, release)
+        ref_y, ref_g, _ = _reference(dyn.f, x, method, step, t_end, adjoint=True)
+        y = block(x)
+        assert torch.equal(y, ref_y)
+        w = torch.linspace(-1, 1, y.numel()).view_as(y)
+        loss = (y * w).sum()  # saves w only: after `del y` the adjoint node alone holds h(T)
+        dyn.watch = y.untyped_storage()
+        del y
+        g = torch.autograd.grad(loss, (x, *dyn.f.parameters()))
+        for a, b in zip(g, ref_g):
+            assert torch.equal(a, b), (a - b).abs().max()
+        first, later = dyn.counts[:stages], dyn.counts[stages:]
+        assert later, "the grid must have at least two steps"
+        assert all(c > 1 for c in first)  # step 1 reads h(T)
+        if release:
+            assert all(c == 1 for c in later), dyn.counts
+        else:
+            assert all(c > 1 for c in later), dyn.counts
+
+
+def test_release_end_state_refuses_a_second_backward_and_an_in_place_change():
+    from odedet.ode.fixed_grid import odeint_fixed_adjoint
+
+    torch.manual_seed(0)
+    dyn = ConvODEFunc(8, norm="GN", gn_groups=4, zero_init=False)
+    x = torch.randn(1, 8, 5, 5, requires_grad=True)
+    params = tuple(dyn.parameters())
+    for release in (False, True):
+        y = odeint_fixed_adjoint(dyn, x, 1.0, 0.5, "rk4", params, release_end_state=release)
+        first = torch.autograd.grad(y.sum(), x, retain_graph=True)[0]
+        if release:
+            with pytest.raises(RuntimeError, match="RELEASE_END_STATE"):
+                torch.autograd.grad(y.sum(), x)
+        else:  # off: a retained graph backpropagates again, as autograd's own
+            assert torch.equal(torch.autograd.grad(y.sum(), x)[0], first)
+    y = odeint_fixed_adjoint(dyn, x, 1.0, 0.5, "rk4", params, release_end_state=True)
+    y.mul_(2)  # h(T) itself changed: its adjoint would start from the wrong state
+    with pytest.raises(RuntimeError, match="in-place"):
+        y.sum().backward()
+    with pytest.raises(ValueError, match="release_end_state"):
+        SolverOptions("rk4", step_size=0.5, release_end_state="yes")
+
+
+@pytest.mark.parametrize("release", [False, True])
+def test_adjoint_block_says_why_a_second_backward_fails(release):
+    """The block's guard frees its nested graph after the backward pass: a second one
+    (retain_graph) names the block and the key to change, not a bare TypeError."""
+    _, block = _release_block("rk4", 0.5, 1.0, release)
+    block.name = "res3"
+    x = torch.randn(1, 8, 5, 5, requires_grad=True)
+    y = block(x)
+    y.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="'res3' a second time.*MODEL.ODE.ADJOINT"):
+        y.sum().backward()
