@@ -78,3 +78,37 @@ def test_report_renders_the_depth_encoder_study_from_its_run_files(tmp_path):
     assert "## Depth encoder study (issue 17)" in text and "| AbsRel |" in text.replace(
         " AbsRel | delta1", " AbsRel |")
     assert "depth_encoder" not in report.load_results(str(tmp_path / "nothing"))
+
+
+def test_report_shows_the_detector_memory_study_from_its_folder(tmp_path):
+    # Issue 12's study keeps points, document and plots in docs/results/detector_memory/: the
+    # report reads its targets from the summary and copies its plots into docs/figures.
+    from odedet.benchmarks import report
+    from odedet.benchmarks.output import table, write_outputs
+
+    folder = tmp_path / "results" / "detector_memory"
+    folder.mkdir(parents=True)
+    (folder / "detector_memory_curve.png").write_bytes(b"\x89PNG fake")
+    rows = [dict(model="ODE-R50-FPN-lean", batch=2, peak_mb=2000.0),
+            dict(model="R-101-FPN", batch=2, peak_mb=7000.0)]
+    write_outputs(str(folder), "detector_memory", title="Whole-detector training-step memory",
+                  tables=[table("Training step", rows)], plots=["detector_memory_curve.png"],
+                  extra={"ODE-R50-FPN-lean / R-101-FPN peak": 2000 / 7000,
+                         "ODE-R50-FPN-lean / R-50-FPN peak": 0.6,
+                         "ODE-R50-FPN-lean peak max/min over steps 1..16": 1.05},
+                  env={"cpu": "test cpu", "measured at": "now"})
+    docs = report.load_results(str(tmp_path / "results"))
+    figs = tmp_path / "figures"
+    assert report.draw_figures(docs, str(figs))["detector_memory"] == ["detector_memory_curve.png"]
+    assert (figs / "detector_memory_curve.png").read_bytes() == b"\x89PNG fake"
+    targets = report.targets_section(docs)
+    lines = {line.split(" | ")[0].strip("| "): line for line in targets.splitlines()}
+    assert "| 0.286 | met" in lines["lean ODE-R50-FPN / R-101-FPN peak, 2 x 800x1333"]
+    assert "| 0.600 | NOT met" in lines["lean ODE-R50-FPN / R-50-FPN peak, 2 x 800x1333"]
+    assert "| 1.050 | met" in lines["lean ODE-R50-FPN peak max/min over 1..16 ODE steps"]
+    assert "not measured (tools/benchmark.py detector-memory)" in lines[
+        "largest batch under 8 GiB, lean ODE-R50-FPN / R-101-FPN"]
+    text = report.render(docs, "figures/")
+    assert "## Whole-detector training-step memory" in text
+    assert "](figures/detector_memory_curve.png)" in text
+    assert "](figures/detector_memory_curve.png)" in report.render_headline(docs, "figures/")
