@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-method", default=None, help="fixed-grid method of the steps study")
     p.add_argument("--budget-gib", type=float, default=None, help="memory budget (GiB)")
     p.add_argument("--budget-max-batch", type=int, default=None)
+    p.add_argument("--cap-gib", type=float, default=None,
+                   help="stop any other point whose training memory passes this (GiB; 0 = no "
+                        "cap) and record it as '> cap' instead of letting it exhaust the machine")
     p.add_argument("--jobs", type=int, default=None, help="point processes run at once")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="launch no new point after this many minutes (0 = no limit); rerun the "
@@ -160,7 +163,8 @@ _FULL = {
         budget_models=["ODE-R50-FPN-lean", "R-50-FPN", "R-101-FPN"],
         default_batch=2, default_short=800, default_long=1333, batches=[1, 2, 4],
         shorts=[512, 800, 1024], ode_steps=[1, 16, 4, 2, 8], steps_model="ODE-R50-FPN-lean",
-        steps_method="euler", budget_gib=8.0, budget_max_batch=32, jobs=2, max_minutes=0.0,
+        steps_method="euler", budget_gib=8.0, budget_max_batch=32, cap_gib=16.0, jobs=2,
+        max_minutes=0.0,
         warmup_size=64, extra_opts=[]),
     "overhead": dict(batch=16, channels=64, size=32, steps=[8], warmup=2, repeat=7),
     "models": dict(size=512, warmup=1, repeat=3, models=["ODE-FPN", "ODE-C4", "R-50-FPN",
@@ -202,6 +206,7 @@ def main(argv=None) -> int:
     args.model_configs = _kv_pairs(getattr(args, "model_config", None))
     if args.command == "detector-memory":
         args.budget_mb = args.budget_gib * 1024.0
+        args.cap_mb = args.cap_gib * 1024.0 if args.cap_gib else None
     os.makedirs(args.out, exist_ok=True)
     from odedet.benchmarks import run_subcommand
     from odedet.benchmarks.output import render_markdown

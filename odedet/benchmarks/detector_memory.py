@@ -419,6 +419,8 @@ class Runner:
 
 
 def _spec(model, batch, short, args, opts=(), breakdown=False, budget=None, width=None):
+    # every point outside the budget search is stopped at --cap-gib (recorded as "> cap")
+    budget = budget or getattr(args, "cap_mb", None)
     return dict(model=model, batch=int(batch), height=int(short),
                 width=int(width or long_side(short)), opts=list(args.extra_opts) + list(opts),
                 breakdown=breakdown,
@@ -497,6 +499,11 @@ def run_budget(store, runner, args) -> None:
 
 # -- tables, plots, document ---------------------------------------------------------------
 def _row(r) -> dict:
+    if r.get("exceeded"):  # stopped at the cap: only a lower bound is known
+        nan = float("nan")
+        return dict(model=r["model"], batch=r["batch"], input=f"{r['height']}x{r['width']}",
+                    peak_mb=f"> {r['budget_mb']:.0f} (stopped)", step_peak_mb=nan,
+                    forward_peak_mb=nan, static_mb=r.get("static_mb", nan), step_s=nan)
     return dict(model=r["model"], batch=r["batch"], input=f"{r['height']}x{r['width']}",
                 peak_mb=r["peak_mb"], step_peak_mb=r.get("step_peak_mb", float("nan")),
                 forward_peak_mb=r.get("forward_peak_mb", float("nan")),
@@ -516,7 +523,8 @@ def build_document(store, args, env, out_dir) -> dict:
                             f"{args.default_short}x{args.default_long}",
                             [dict(_row(r), saved_mb=sum(r.get("saved_mb", {}).values()))
                              for r in default]))
-        by = {r["model"]: r["peak_mb"] for r in default}
+        measured = [r for r in default if not r.get("exceeded")]  # not the capped ones
+        by = {r["model"]: r["peak_mb"] for r in measured}
         for a, b in (("ODE-R50-FPN-lean", "R-101-FPN"), ("ODE-R50-FPN-lean", "R-50-FPN"),
                      ("ODE-R50-FPN", "R-101-FPN"), ("ODE-R50-FPN", "R-50-FPN")):
             if a in by and b in by:
@@ -528,18 +536,20 @@ def build_document(store, args, env, out_dir) -> dict:
                                   param_mb=r.get("param_mb", {}).get(part, 0.0)))
         if parts:
             tables.append(table("Where the memory goes: tensors saved for backward, by part "
-                                "(same step)", _breakdown_rows(default),
+                                "(same step)", _breakdown_rows(measured),
                                 None))
-            plots.append(plot_breakdown(default, out_dir, env))
+            plots.append(plot_breakdown(measured, out_dir, env))
     curve = []
     for key in ("batch", "size"):
         curve += [r for r in (get(s) for s in plan[key]) if r]
     curve += [r for r in default if r["model"] in args.curve_models]
+    curve = [r for r in curve if not r.get("exceeded")]  # a capped point has no peak to plot
     if any(r not in default for r in curve):
         curve.sort(key=lambda r: (r["model"], r["height"], r["batch"]))
         tables.append(table("Curve over batch and image size", [_row(r) for r in curve]))
         plots.append(plot_curves(curve, args, out_dir, env))
-    steps = sorted((k, get(s)) for k, s in zip(args.ode_steps, plan["steps"]) if get(s))
+    steps = sorted((k, get(s)) for k, s in zip(args.ode_steps, plan["steps"])
+                   if get(s) and not get(s).get("exceeded"))
     if steps:
         tables.append(table(f"{args.steps_model}: peak vs ODE solver steps per block "
                             f"({args.steps_method}), {args.default_batch} x "

@@ -50,6 +50,14 @@ def add_memory_config(cfg):
     # per block less from the second step on, same numbers). Such a graph supports one backward
     # pass only (no retain_graph / gradcheck); a second raises a clear error.
     _C.MODEL.ODE.RELEASE_END_STATE = False
+    # With the fixed-grid adjoint: solve the backward pass (the adjoint's reverse solve) for this
+    # many images of the batch at a time (0: the whole batch at once). Its buffers - state,
+    # adjoint, stage derivatives and one evaluation of the dynamics' graph, about 13 feature
+    # maps of the block's size - then scale with the chunk, not the batch. The same gradients to
+    # float tolerance (each image's solve is independent; the parameter gradients are summed
+    # over chunks). Needs dynamics without BatchNorm (GroupNorm: per image); a training-mode
+    # BatchNorm in the dynamics is refused (its batch statistics would change).
+    _C.MODEL.ODE.ADJOINT_CHUNK = 0
 
 
 @contextlib.contextmanager

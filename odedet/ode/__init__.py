@@ -76,6 +76,8 @@ def solver_options_from_cfg(cfg, phase: str) -> SolverOptions:
     }
     if "RELEASE_END_STATE" in ode:
         keys["release_end_state"] = "RELEASE_END_STATE"
+    if "ADJOINT_CHUNK" in ode and phase == "TRAIN":  # the adjoint runs in training only
+        keys["adjoint_chunk"] = "ADJOINT_CHUNK"
     if f"FIRST_STEP_{phase}" in ode:  # absent from configs built without odedet's full keys
         keys["first_step"] = f"FIRST_STEP_{phase}"
     fields = types.SimpleNamespace(**{field: ode[key] for field, key in keys.items()})

@@ -211,9 +211,13 @@ class ODEBlock(nn.Module):
         adjoint = opts.adjoint and torch.is_grad_enabled()
         if opts.method in FAST_METHODS:
             if adjoint:
+                if opts.adjoint_chunk:
+                    self._check_chunkable(opts.adjoint_chunk)
                 return odeint_fixed_adjoint(counted, x, t_end, opts.step_size, opts.method,
                                             tuple(self.dynamics.parameters()),
-                                            release_end_state=opts.release_end_state)
+                                            release_end_state=opts.release_end_state,
+                                            chunk=opts.adjoint_chunk,
+                                            func_uncounted=counted._reevaluate)
             return odeint_fixed(counted, x, t_end, opts.step_size, opts.method)
         t = torch.tensor([0.0, t_end], dtype=x.dtype, device=x.device)
         kwargs = opts.torchdiffeq_kwargs()
@@ -223,10 +227,27 @@ class ODEBlock(nn.Module):
         kwargs.pop("adjoint_options", None)
         return odeint(counted, x, t, **kwargs)[-1]
 
+    def _check_chunkable(self, chunk: int) -> None:
+        """A chunked backward solve needs dynamics that treat each image on its own."""
+        norms = [type(m).__name__ for m in self.dynamics.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+        if norms:
+            raise ValueError(
+                f"MODEL.ODE.ADJOINT_CHUNK = {chunk} solves the adjoint's backward pass a few "
+                f"images at a time, but the dynamics of ODE block '{self.name}' contain "
+                f"{norms[0]}, whose batch statistics depend on the whole batch: set "
+                "MODEL.ODE.ADJOINT_CHUNK 0, or use GroupNorm dynamics (MODEL.ODE.NORM \"GN\")")
+
     def _integrate_regularised(self, x, opts: SolverOptions, t_end: float):
         """h(T) and the regularisers' integrals (augmented state, :mod:`.regularisers`); an
         adjoint solve runs inside :class:`_AdjointGuard` as in :meth:`_integrate`."""
         names = self.regulariser_names
+        if opts.adjoint and opts.adjoint_chunk:
+            raise ValueError(
+                f"MODEL.ODE.ADJOINT_CHUNK = {opts.adjoint_chunk} applies to odedet's fixed-grid "
+                f"adjoint, but ODE block '{self.name}' integrates the regularisers "
+                f"({', '.join(names)}) with torchdiffeq's adjoint: set MODEL.ODE.ADJOINT_CHUNK 0 "
+                "or turn the regularisers off")
         eps = hutchinson_noise(x, self.noise) if "jacobian" in names else None
         params = tuple(p for p in self.dynamics.parameters() if p.requires_grad)
 

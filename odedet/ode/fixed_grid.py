@@ -18,6 +18,8 @@ Adaptive methods and the other fixed-grid methods keep using torchdiffeq.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 FAST_METHODS = ("euler", "midpoint", "rk4")
@@ -164,22 +166,33 @@ def odeint_fixed(func, y0: torch.Tensor, t_end: float, step_size: float, method:
 
 
 def odeint_fixed_adjoint(func, y0: torch.Tensor, t_end: float, step_size: float, method: str,
-                         params: tuple, release_end_state: bool = False):
+                         params: tuple, release_end_state: bool = False, chunk: int = 0,
+                         func_uncounted=None):
     """y(T) as :func:`odeint_fixed`, with gradients by the adjoint method (memory O(1) in the
     number of steps): the result torchdiffeq's ``odeint_adjoint`` gives for these settings.
 
     ``release_end_state``: keep y(T) for the backward pass outside autograd's saved tensors, so
     the backward solve can free it after its first step (saved tensors live until the node is
     done). The same numbers; one backward pass per graph (a second raises); an in-place change
-    of the output before backward is detected by its version counter, as autograd would."""
+    of the output before backward is detected by its version counter, as autograd would.
+
+    ``chunk``: solve the backward pass for ``chunk`` samples (along dim 0) at a time (0 = all),
+    so its buffers scale with the chunk instead of the batch. Valid when ``func`` treats samples
+    independently; the gradients equal the whole-batch ones to float tolerance (not bit for
+    bit: the parameter gradients are summed chunk by chunk). ``func_uncounted``: ``func`` without
+    its evaluation counter, called for every chunk after the first, so each evaluation of the
+    whole batch counts once."""
     params = tuple(p for p in params if p.requires_grad)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ValueError(f"chunk must be an integer >= 0, got {chunk!r}")
     return _FixedGridAdjoint.apply(y0, func, float(t_end), float(step_size), method,
-                                   bool(release_end_state), *params)
+                                   (bool(release_end_state), chunk, func_uncounted), *params)
 
 
 class _FixedGridAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, func, t_end, step_size, method, release, *params):
+    def forward(ctx, y0, func, t_end, step_size, method, settings, *params):
+        release, ctx.chunk, ctx.func_uncounted = settings
         with torch.no_grad():
             yT = odeint_fixed(func, y0, t_end, step_size, method)
         ctx.func, ctx.t_end, ctx.step_size, ctx.method = func, t_end, step_size, method
@@ -219,7 +232,7 @@ class _FixedGridAdjoint(torch.autograd.Function):
         grid = -fixed_grid(s[0], s[1], ctx.step_size)
         grad_yT = grad_yT.to(dtype)
 
-        def augmented(t, state):
+        def augmented(t, state, func=func):
             y, adj_y = state
             with torch.enable_grad(), ctx.autocast():
                 y = y.detach().requires_grad_(True)
@@ -234,9 +247,32 @@ class _FixedGridAdjoint(torch.autograd.Function):
                     for x, v in zip((y, *params), vjps)]
             return [f.to(y.dtype), *vjps]
 
+        batch = grad_yT.shape[0] if grad_yT.dim() else 1
+        if ctx.chunk and ctx.chunk < batch:
+            return (*_chunked_backward(ctx, augmented, held.pop(), grad_yT, params, grid),)
         with torch.no_grad():
             # the list is integrate's only reference to h(T): it is dropped after the first step
             state = integrate(ctx.method, augmented,
                               [held.pop(), grad_yT, *[torch.zeros_like(p) for p in params]],
                               grid, 2)
         return (state[1], None, None, None, None, None, *state[2:])
+
+
+def _chunked_backward(ctx, augmented, yT, grad_yT, params, grid):
+    """The adjoint's backward solve, ``ctx.chunk`` samples at a time: each chunk's input
+    gradient is written into one preallocated tensor, the parameter gradients are summed in
+    chunk order. Only the first chunk's evaluations are counted (one per whole-batch f)."""
+    uncounted = ctx.func_uncounted or ctx.func
+    grad_y0 = torch.empty_like(grad_yT)
+    total = None
+    with torch.no_grad():
+        for i, start in enumerate(range(0, grad_yT.shape[0], ctx.chunk)):
+            part = slice(start, start + ctx.chunk)
+            fn = augmented if i == 0 else functools.partial(augmented, func=uncounted)
+            state = integrate(ctx.method, fn,
+                              [yT[part], grad_yT[part], *[torch.zeros_like(p) for p in params]],
+                              grid, 2)
+            grad_y0[part].copy_(state[1])
+            total = state[2:] if total is None else [a.add_(b) for a, b in zip(total, state[2:])]
+            del state
+    return (grad_y0, None, None, None, None, None, *total)

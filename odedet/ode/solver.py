@@ -40,6 +40,10 @@ class SolverOptions:
             graph and frees it after the first backward step instead of keeping it to the end
             (one feature map less from the second step on; same numbers). A graph built this
             way can be backpropagated once (no ``retain_graph``); a second pass raises.
+        adjoint_chunk: fixed-grid adjoint only: the backward solve runs on this many images of
+            the batch at a time (0 = all at once), so its buffers scale with the chunk; the same
+            gradients to float tolerance. The dynamics must treat images independently (no
+            training-mode BatchNorm; the block checks).
     """
 
     method: str = "rk4"
@@ -50,6 +54,7 @@ class SolverOptions:
     adjoint: bool = True
     first_step: float = 0.0
     release_end_state: bool = False
+    adjoint_chunk: int = 0
 
     def __post_init__(self):
         validate_solver_options(self)
@@ -121,5 +126,16 @@ def validate_solver_options(opts, key_names: dict | None = None) -> None:
     release = getattr(opts, "release_end_state", False)
     if not isinstance(release, bool):
         raise ValueError(f"{name('release_end_state')} must be True or False, got {release!r}")
+    chunk = getattr(opts, "adjoint_chunk", 0)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ValueError(f"{name('adjoint_chunk')} must be an integer >= 0 (0: the whole batch), "
+                         f"got {chunk!r}")
+    from .fixed_grid import FAST_METHODS
+
+    if chunk and opts.method not in FAST_METHODS:
+        raise ValueError(
+            f"{name('adjoint_chunk')} = {chunk} needs one of odedet's fixed-grid adjoint methods "
+            f"({', '.join(FAST_METHODS)}), got {name('method')} = {opts.method!r} (solved by "
+            "torchdiffeq's adjoint, whose adaptive steps depend on the whole batch); set it to 0")
     if not isinstance(opts.max_num_steps, int) or opts.max_num_steps < 1:
         raise ValueError(f"{name('max_num_steps')} must be an integer >= 1, got {opts.max_num_steps!r}")

@@ -70,3 +70,26 @@ def test_detector_memory_quick_writes_tables_and_resumes(tmp_path):
     again = _run(argv, tmp_path, "detector_memory")
     assert os.path.getmtime(tmp_path / "points.json") == mtime
     assert again["tables"][0]["rows"] == default
+
+
+def test_cap_stops_any_point_and_reports_a_lower_bound(tmp_path):
+    """--cap-gib: every point outside the budget search carries the cap as its budget (the child
+    is stopped when it passes it instead of exhausting the machine: a direct-backprop ODE
+    detector at 2 x 800x1333 was killed by the OOM killer at 19.6 GB); the row says "> cap",
+    is reused by the next run, and is left out of ratios and plots."""
+    import types
+
+    from odedet.benchmarks.detector_memory import PointStore, _row, _spec
+
+    args = types.SimpleNamespace(extra_opts=[], warmup_size=64, cap_mb=16384.0)
+    spec = _spec("ODE-R50-FPN-direct", 2, 800, args, width=1333)
+    assert spec["budget_mb"] == 16384.0
+    assert _spec("R-50-FPN", 3, 800, args, budget=8192.0)["budget_mb"] == 8192.0  # budget wins
+    store = PointStore(str(tmp_path / "points.json"))
+    store.put(spec, dict(exceeded=True, peak_mb=16390.0))
+    row = PointStore(str(tmp_path / "points.json")).get(spec)
+    assert row is not None and row["exceeded"]  # answered: not measured again
+    assert _row(row)["peak_mb"] == "> 16384 (stopped)"
+    higher = _spec("ODE-R50-FPN-direct", 2, 800, types.SimpleNamespace(
+        extra_opts=[], warmup_size=64, cap_mb=32768.0), width=1333)
+    assert store.get(higher) is None  # a higher cap needs a new measurement
