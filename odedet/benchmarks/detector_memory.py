@@ -104,7 +104,7 @@ class SavedTensorProfile:
 
         self._torch = torch
         self.stack: list[str] = []
-        self.saved = defaultdict(int)
+        self.saved = defaultdict(int, {name: 0 for name in parts})  # a part saving nothing: 0
         self.seen: set[int] = set()
         self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         self.param_mb = {name: sum(p.numel() * p.element_size() for m in mods

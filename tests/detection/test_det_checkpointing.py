@@ -20,12 +20,13 @@ from test_det_backbones import tiny_cfg
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _lean(cfg, on=True, heads=False):
+def _lean(cfg, on=True, heads=False, chunk=0):
     cfg = cfg.clone()
     cfg.MODEL.ODE.CHECKPOINT_STEM = on
     cfg.MODEL.ODE.CHECKPOINT_TRANSITIONS = on
     cfg.MODEL.ODE.CHECKPOINT_FPN = on
     cfg.MODEL.ODE.RELEASE_END_STATE = on
+    cfg.MODEL.ODE.ADJOINT_CHUNK = chunk if on else 0
     if on and heads:
         cfg.MODEL.RPN.HEAD_NAME = "CheckpointedRPNHead"
         cfg.MODEL.ROI_BOX_HEAD.NAME = "CheckpointedFastRCNNConvFCHead"
@@ -118,14 +119,14 @@ def test_lean_detector_config_same_losses_and_gradients(one_torch_thread):
         ROOT, "configs/COCO-Detection/ode_faster_rcnn_R_50_FPN_lean.yaml"))
     ode = lean_cfg.MODEL.ODE
     assert ode.CHECKPOINT_STEM and ode.CHECKPOINT_TRANSITIONS and ode.CHECKPOINT_FPN
-    assert ode.RELEASE_END_STATE
+    assert ode.RELEASE_END_STATE and ode.ADJOINT_CHUNK == 1
     assert lean_cfg.MODEL.RPN.HEAD_NAME == "CheckpointedRPNHead"
     assert lean_cfg.MODEL.ROI_BOX_HEAD.NAME == "CheckpointedFastRCNNConvFCHead"
     assert lean_cfg.MODEL.ODE.ADJOINT and lean_cfg.MODEL.RESNETS.DEPTH == 50
     base = get_odedet_cfg()
     base.merge_from_file(os.path.join(ROOT, "configs/odenet_faster_rcnn.yaml"))
     assert not base.MODEL.ODE.CHECKPOINT_STEM and not base.MODEL.ODE.CHECKPOINT_TRANSITIONS
-    assert not base.MODEL.ODE.RELEASE_END_STATE
+    assert not base.MODEL.ODE.RELEASE_END_STATE and base.MODEL.ODE.ADJOINT_CHUNK == 0
 
     cfg = get_odedet_cfg()
     cfg.merge_from_file(os.path.join(ROOT, "configs/quickstart/ode_faster_rcnn_R_18_FPN_shapes.yaml"))
@@ -139,7 +140,7 @@ def test_lean_detector_config_same_losses_and_gradients(one_torch_thread):
     results = []
     for on in (False, True):
         torch.manual_seed(0)
-        model = build_model(_lean(cfg, on, heads=True))
+        model = build_model(_lean(cfg, on, heads=True, chunk=ode.ADJOINT_CHUNK))
         assert is_checkpointed(model.proposal_generator.rpn_head) == on
         assert is_checkpointed(model.roi_heads.box_head) == on
         if not results:
