@@ -75,3 +75,60 @@ def generate_atomically(target: str, record: dict, write_split: Callable[[str, s
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def register_coco_splits(directory: str, ensure: Callable[[], str], name_prefix: str,
+                         classes, colors, replace: bool = False, splits=SPLITS) -> list[str]:
+    """Register ``<name_prefix>_<split>`` in detectron2's catalogs, loaded with
+    ``load_coco_json`` after ``ensure()`` (which generates the data if needed); return the names.
+    ``replace`` drops an existing registration of the same names (e.g. to point them at
+    another root)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.datasets import load_coco_json
+
+    names = []
+    for split in splits:
+        name = f"{name_prefix}_{split}"
+        if replace and name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        json_file, image_root = split_paths(directory, split)
+
+        def load(json_file=json_file, image_root=image_root, name=name):
+            ensure()
+            return load_coco_json(json_file, image_root, name)
+
+        DatasetCatalog.register(name, load)
+        MetadataCatalog.get(name).set(
+            json_file=json_file, image_root=image_root, evaluator_type="coco",
+            thing_classes=list(classes), thing_colors=[list(c) for c in colors],
+            thing_dataset_id_to_contiguous_id={k + 1: k for k in range(len(classes))},
+        )
+        names.append(name)
+    return names
+
+
+def cli_main(argv, prog: str, description: str, dirname: str, params_cls, generate, ensure,
+             splits=SPLITS) -> None:
+    """``python -m odedet.data.<module>``: one flag per field of the parameters dataclass,
+    ``--root`` and ``--force``; generates (or checks) the data and prints where it is."""
+    import argparse
+    import dataclasses
+    import logging
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS "
+                   f"or ./datasets); the data goes to <root>/{dirname}")
+    for field in dataclasses.fields(params_cls):
+        flag = "--" + field.name.replace("_", "-")
+        p.add_argument(flag, type=type(field.default), default=field.default,
+                       help=f"default: {field.default}")
+    p.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    args = p.parse_args(argv)
+    params = params_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(params_cls)})
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    directory = generate(params, args.root) if args.force else ensure(params, args.root)
+    for split in splits:
+        json_file, image_root = split_paths(directory, split)
+        print(f"{split}: annotations {os.path.abspath(json_file)}, "
+              f"images {os.path.abspath(image_root)}")

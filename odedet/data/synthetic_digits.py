@@ -27,7 +27,6 @@ from the requested parameters; concurrent first uses are safe (``_generated``). 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import logging
@@ -35,8 +34,6 @@ import os
 
 import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
 
 from . import _generated
 from ._digits_draw import CLASSES, COLORS, draw_image
@@ -169,50 +166,14 @@ def register_synthetic_digits(
     Loading a split (``DatasetCatalog.get``) generates the data first if needed. ``replace``
     drops an existing registration of the same names (e.g. to point them at another root).
     """
-    directory = dataset_dir(root)
-    names = []
-    for split in SPLITS:
-        name = f"{name_prefix}_{split}"
-        if replace and name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
-        json_file, image_root = _generated.split_paths(directory, split)
-
-        def load(json_file=json_file, image_root=image_root, name=name):
-            ensure(params, root)
-            return load_coco_json(json_file, image_root, name)
-
-        DatasetCatalog.register(name, load)
-        MetadataCatalog.get(name).set(
-            json_file=json_file, image_root=image_root, evaluator_type="coco",
-            thing_classes=list(CLASSES), thing_colors=[list(c) for c in COLORS],
-            thing_dataset_id_to_contiguous_id={k + 1: k for k in range(len(CLASSES))},
-        )
-        names.append(name)
-    return names
+    return _generated.register_coco_splits(
+        dataset_dir(root), lambda: ensure(params, root), name_prefix, CLASSES, COLORS, replace)
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m odedet.data.synthetic_digits",
-        description="Generate odedet's handwritten-digits detection dataset (COCO format).",
-    )
-    p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS "
-                   "or ./datasets); the data goes to <root>/odedet_digits")
-    for field in dataclasses.fields(DigitsParams):
-        flag = "--" + field.name.replace("_", "-")
-        p.add_argument(flag, type=type(field.default), default=field.default,
-                       help=f"default: {field.default}")
-    p.add_argument("--force", action="store_true", help="regenerate even if up to date")
-    args = p.parse_args(argv)
-    fields = [f.name for f in dataclasses.fields(DigitsParams)]
-    params = DigitsParams(**{name: getattr(args, name) for name in fields})
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    directory = generate(params, args.root) if args.force else ensure(params, args.root)
-    for split in SPLITS:
-        json_file, image_root = _generated.split_paths(directory, split)
-        print(f"{split}: annotations {os.path.abspath(json_file)}, "
-              f"images {os.path.abspath(image_root)}")
+    _generated.cli_main(argv, "python -m odedet.data.synthetic_digits",
+                        "Generate odedet's handwritten-digits detection dataset (COCO format).",
+                        DIRNAME, DigitsParams, generate, ensure)
 
 
 if __name__ == "__main__":
