@@ -11,7 +11,10 @@ temporary directory, before the rename.
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -112,10 +115,6 @@ def cli_main(argv, prog: str, description: str, dirname: str, params_cls, genera
              splits=SPLITS) -> None:
     """``python -m odedet.data.<module>``: one flag per field of the parameters dataclass,
     ``--root`` and ``--force``; generates (or checks) the data and prints where it is."""
-    import argparse
-    import dataclasses
-    import logging
-
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--root", default=None, help="datasets root (default: $DETECTRON2_DATASETS "
                    f"or ./datasets); the data goes to <root>/{dirname}")

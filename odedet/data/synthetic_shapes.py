@@ -73,8 +73,6 @@ def dataset_dir(root: str | None = None) -> str:
     return _generated.dataset_dir(DIRNAME, root)
 
 
-
-
 def _coco_split(params: ShapesParams, split: str, out_dir: str) -> dict:
     """Draw and write one split's images; return its COCO dict (images, annotations, ...)."""
     n = params.num_train if split == "train" else params.num_val
