@@ -30,6 +30,7 @@ runs N one-thread points at once (each process's peak RSS is its own).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -384,38 +385,59 @@ class Runner:
         self.deadline = time.time() + 60 * args.max_minutes if args.max_minutes else math.inf
         self.out_of_time = False
 
-    def run(self, specs: list) -> None:
+    def run(self, specs: list, more=None) -> int:
+        """Measure ``specs`` (in this order), ``jobs`` at a time; returns how many it launched.
+        ``more()``: specs that depend on finished points (the budget search's probes), asked
+        again after every finished point and launched before the remaining ``specs`` (they are
+        the study's critical path). Points another runner has claimed are waited for."""
         todo, seen = [], set()
         for s in specs:
             if self.store.get(s) is None and point_key(s) not in seen:
                 todo.append(s)
                 seen.add(point_key(s))
-        running, launched = [], 0
-        while todo or running:
-            while todo and len(running) < self.args.jobs and time.time() < self.deadline:
-                spec = todo.pop(0)
-                if not self.store.claim(spec):
+        running, launched = {}, 0
+        while True:
+            if time.time() >= self.deadline:
+                if todo or (more and more()):
+                    self.out_of_time = True
+                todo, more = [], None
+            queue, keys = [], set(running)
+            planned = {point_key(t): t for t in todo}
+            # a probe that is also a planned point is measured as that point (in full: e.g.
+            # with the breakdown), which answers the probe too
+            for sp in [planned.get(point_key(p), p) for p in (more() if more else [])] + todo:
+                if point_key(sp) not in keys and self.store.get(sp) is None:
+                    queue.append(sp)
+                    keys.add(point_key(sp))
+            blocked = False
+            for spec in queue:
+                if len(running) >= self.args.jobs:
+                    break
+                if not self.store.claim(spec):  # being measured by another runner
+                    blocked = True
                     continue
                 full = dict(spec, threads=self.args.threads, device=self.args.device)
-                running.append((spec, _launch(full, self.args.threads), time.time()))
+                running[point_key(spec)] = (spec, _launch(full, self.args.threads), time.time())
+                todo = [t for t in todo if point_key(t) != point_key(spec)]
                 launched += 1
                 self.log(f"[detector-memory] start {point_key(spec)}")
-            if todo and time.time() >= self.deadline:
-                self.out_of_time = True
-                todo = []
-            for item in list(running):
-                spec, proc, t0 = item
+            if not running:
+                if not queue:
+                    return launched
+                time.sleep(10 if blocked else 0.5)
+                self.store._sync(lambda pts: False)  # re-read the other runners' results
+                continue
+            for key, (spec, proc, t0) in list(running.items()):
                 if proc.poll() is not None:
-                    running.remove(item)
+                    del running[key]
                     res = _collect(proc)
                     res["wall_s"] = time.time() - t0
                     self.store.put(spec, res)
-                    self.log(f"[detector-memory] done  {point_key(spec)}: "
+                    self.log(f"[detector-memory] done  {key}: "
                              + (res.get("error", "")[-300:] or
                                 f"peak {res['peak_mb']:.0f} MB, step {res.get('step_s', 0):.0f} s"
                                 + (" (over budget)" if res.get("exceeded") else "")))
             time.sleep(0.5)
-        return launched
 
 
 def _spec(model, batch, short, args, opts=(), breakdown=False, budget=None, width=None):
@@ -450,19 +472,42 @@ def _fits(row, budget) -> bool:
 
 
 def budget_next(rows_by_batch: dict, budget: float, max_batch: int):
-    """Next batch to probe (doubling from 1, then bisecting), or None when the largest fitting
-    batch is known. ``rows_by_batch``: {batch: measured row}."""
-    fit = [b for b, r in rows_by_batch.items() if _fits(r, budget)]
+    """Next batch to probe, or None when the largest fitting batch is known (a measured fit at
+    ``b`` and a measured failure at ``b + 1``, or a fit at ``max_batch``). ``rows_by_batch``:
+    {batch: measured row}.
+
+    Memory grows almost linearly with the batch, so the probe is the batch the measured line
+    predicts to be the last that fits: the secant through the largest fitting batch and the
+    nearest fully measured batch (the smallest failing one when its peak is known, else the
+    next smaller fit), kept strictly between the largest fit and the smallest failure. With one
+    measurement or none it doubles from 1. Each probe narrows the bracket by at least one, and a
+    good prediction ends the search in two probes (the last fit and the first failure) instead
+    of the log2 steps of doubling and bisecting. Where the line is contradicted (it predicts a
+    measured failure to fit) the search bisects. Every answer is a measurement."""
+    fit = sorted(b for b, r in rows_by_batch.items() if _fits(r, budget))
     fail = [b for b, r in rows_by_batch.items() if not _fits(r, budget)]
     lo = max(fit, default=0)
     hi = min([b for b in fail if b > lo], default=None)
-    if hi is None:
-        if lo >= max_batch:
-            return None
-        return min(max(1, 2 * lo), max_batch)
-    if hi - lo <= 1:
+    if hi is not None and hi - lo <= 1:
         return None
-    return (lo + hi) // 2
+    if hi is None and lo >= max_batch:
+        return None
+    upper = hi - 1 if hi is not None else max_batch
+    other = None
+    if hi is not None and not rows_by_batch[hi].get("exceeded"):
+        other = hi
+    elif len(fit) >= 2:
+        other = fit[-2]
+    guess = None
+    if lo and other is not None:
+        slope = (rows_by_batch[other]["peak_mb"] - rows_by_batch[lo]["peak_mb"]) / (other - lo)
+        if slope > 0:
+            guess = lo + int(math.floor((budget - rows_by_batch[lo]["peak_mb"]) / slope))
+    if guess is not None and hi is not None and guess >= hi:
+        guess = None  # the line says a measured failure fits: it is wrong here, bisect
+    if guess is None:
+        guess = max(1, 2 * lo) if hi is None else (lo + hi) // 2
+    return min(max(guess, lo + 1), upper)
 
 
 def largest_batch(rows_by_batch: dict, budget: float, max_batch: int):
@@ -483,18 +528,20 @@ def budget_rows(store: PointStore, model: str, args) -> dict:
     return out
 
 
-def run_budget(store, runner, args) -> None:
-    while not runner.out_of_time:
-        specs = []
-        for m in args.budget_models:
-            b = budget_next(budget_rows(store, m, args), args.budget_mb, args.budget_max_batch)
-            if b is not None:
-                specs.append(_spec(m, b, args.default_short, args, width=args.default_long,
-                                   budget=args.budget_mb))
-        if not specs:
-            return
-        if not runner.run(specs):
-            time.sleep(10)  # all claimed by another runner: wait for its results
+def budget_specs(store, args, planned=()) -> list:
+    """The budget search's next probe of every budget model (none once all are answered).
+    A model's search waits for its ``planned`` points at the budget's image size (the batch
+    curve): a line through batches 2 and 4 predicts well, one through 1 and 2 does not (the
+    fixed part of the memory dominates there)."""
+    specs = []
+    for m in args.budget_models:
+        if any(s["model"] == m and store.get(s) is None for s in planned):
+            continue
+        b = budget_next(budget_rows(store, m, args), args.budget_mb, args.budget_max_batch)
+        if b is not None:
+            specs.append(_spec(m, b, args.default_short, args, width=args.default_long,
+                               budget=args.budget_mb))
+    return specs
 
 
 # -- tables, plots, document ---------------------------------------------------------------
@@ -687,13 +734,19 @@ def run(args) -> dict:
     runner = Runner(store, args)
     plan = planned_specs(args)
     t0 = time.time()
-    for study in args.studies:
-        if runner.out_of_time:
-            break
-        if study == "budget":
-            run_budget(store, runner, args)
-        else:
-            runner.run(plan[study])
+    # One pool for every study (no study waits for the previous one to drain), in the order of
+    # --studies; the budget search's probes jump the queue as soon as their inputs are measured,
+    # and the curve points they are predicted from go first.
+    specs = [s for study in args.studies if study != "budget" for s in plan[study]]
+    more = None
+    if "budget" in args.studies:
+        first = [s for s in specs if s["model"] in args.budget_models
+                 and s["height"] == args.default_short and s["width"] == args.default_long
+                 and s["opts"] == list(args.extra_opts)]
+        first.sort(key=lambda s: -s["batch"])  # the largest batch: the nearest to the budget
+        specs = first + [s for s in specs if s not in first]
+        more = functools.partial(budget_specs, store, args, first)
+    runner.run(specs, more)
     print(f"[detector-memory] {time.time() - t0:.0f} s"
           + ("; stopped at --max-minutes: run again to continue" if runner.out_of_time else ""))
     return build_document(store, args, env, args.out)

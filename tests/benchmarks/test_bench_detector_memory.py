@@ -15,19 +15,55 @@ def _rows(peaks):
     return {b: dict(peak_mb=p) for b, p in peaks.items()}
 
 
-def test_budget_search_doubles_then_bisects_on_measurements():
-    assert budget_next({}, 100, 32) == 1
+def test_budget_search_predicts_from_measurements_and_ends_on_a_measured_bracket():
+    assert budget_next({}, 100, 32) == 1  # nothing measured: double from 1
     assert budget_next(_rows({1: 10}), 100, 32) == 2
-    assert budget_next(_rows({1: 10, 2: 20, 4: 40}), 100, 32) == 8
+    # 10 MB per image from the two largest fits: the last fitting batch is predicted at 10
+    assert budget_next(_rows({1: 10, 2: 20, 4: 40}), 100, 32) == 10
+    # a failure with a measured peak: the secant through the bracket, (150 - 40) / 4 per image
     assert budget_next(_rows({1: 10, 2: 20, 4: 40, 8: 150}), 100, 32) == 6
     assert budget_next(_rows({1: 10, 2: 20, 4: 40, 8: 150, 6: 90}), 100, 32) == 7
     rows = _rows({1: 10, 2: 20, 4: 40, 8: 150, 6: 90, 7: 120})
     assert budget_next(rows, 100, 32) is None and largest_batch(rows, 100, 32) == (6, False)
+    # a right prediction (the last fit) is confirmed by the next batch's measured failure
+    fit = _rows({2: 1955, 4: 3333, 11: 8156})
+    assert budget_next(fit, 8192, 32) == 12
+    fit[12] = dict(peak_mb=8192, exceeded=True)  # a probe stopped at the budget
+    assert budget_next(fit, 8192, 32) is None and largest_batch(fit, 8192, 32) == (11, False)
+    # an overshoot: a stopped probe gives no peak; the next guess comes from the fits, below it
+    over = _rows({2: 20, 4: 40})
+    over[12] = dict(peak_mb=100, exceeded=True)
+    assert budget_next(over, 100, 32) == 10
+    # where the line says a measured failure fits, it is wrong: bisect (no one-by-one descent)
+    over[10] = dict(peak_mb=100, exceeded=True)
+    assert budget_next(over, 100, 32) == 7
+    # predictions stay strictly inside the bracket, so every probe narrows it
+    assert budget_next(_rows({1: 10, 2: 20, 3: 200}), 100, 32) is None
+    assert budget_next(_rows({2: 50, 4: 51}), 100, 32) == 32  # flat: up to the cap of the search
     assert budget_next(_rows({1: 200}), 100, 32) is None  # nothing fits
-    over = {1: dict(peak_mb=50, exceeded=True)}  # a probe stopped over budget never fits
-    assert budget_next(over, 100, 32) is None and largest_batch(over, 100, 32)[0] == 0
+    stopped = {1: dict(peak_mb=50, exceeded=True)}  # a probe stopped over budget never fits
+    assert budget_next(stopped, 100, 32) is None and largest_batch(stopped, 100, 32)[0] == 0
     capped = _rows({1: 1, 2: 2, 4: 4})
     assert budget_next(capped, 100, 4) is None and largest_batch(capped, 100, 4) == (4, True)
+
+
+def test_budget_search_waits_for_the_planned_curve_points(tmp_path):
+    """The search's first probe is predicted from the batch curve at the budget's size; it does
+    not start (doubling from 1) while those points are still to be measured."""
+    from types import SimpleNamespace
+
+    from odedet.benchmarks.detector_memory import PointStore, _spec, budget_specs
+
+    args = SimpleNamespace(budget_models=["m"], budget_mb=100.0, budget_max_batch=32,
+                           default_short=8, default_long=8, extra_opts=[], warmup_size=8)
+    store = PointStore(str(tmp_path / "points.json"))
+    planned = [_spec("m", b, 8, args, width=8) for b in (2, 4)]
+    assert budget_specs(store, args, planned) == []
+    store.put(planned[0], dict(peak_mb=20.0))
+    assert budget_specs(store, args, planned) == []
+    store.put(planned[1], dict(peak_mb=40.0))
+    (probe,) = budget_specs(store, args, planned)
+    assert probe["batch"] == 10 and probe["budget_mb"] == 100.0
 
 
 def test_saved_tensor_profile_attributes_saved_activations_to_parts():
