@@ -46,6 +46,20 @@ def is_current(directory: str, record: dict, splits=SPLITS) -> bool:
     return recorded == record and all(os.path.isfile(split_paths(directory, s)[0]) for s in splits)
 
 
+def ensure_current(directory: str, record: dict, generate: Callable[[], str], what: str,
+                   logger: logging.Logger, detail: str = "") -> str:
+    """``generate()`` the dataset at ``directory`` unless it is current for ``record``; return
+    ``directory``. ``what`` names it in the log lines ("Synthetic shapes dataset"), ``detail``
+    is added to the "generating" line (e.g. how many images)."""
+    if not is_current(directory, record):
+        why = "absent" if not os.path.exists(directory) else "stale (generation parameters differ)"
+        logger.info(f"{what} at {os.path.abspath(directory)} is {why}; generating"
+                    + (f" {detail}" if detail else ""))
+        generate()
+        logger.info(f"{what} written to {os.path.abspath(directory)}")
+    return directory
+
+
 def generate_atomically(target: str, record: dict, write_split: Callable[[str, str], dict],
                         splits=SPLITS) -> str:
     """Write a dataset to ``target`` (replacing what is there): ``write_split(split, tmp_dir)``

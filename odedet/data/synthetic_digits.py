@@ -145,14 +145,9 @@ def is_current(params: DigitsParams, root: str | None = None) -> bool:
 
 def ensure(params: DigitsParams = DigitsParams(), root: str | None = None) -> str:
     """Generate the dataset if it is absent or was generated with other parameters."""
-    directory = dataset_dir(root)
-    if not is_current(params, root):
-        why = "absent" if not os.path.exists(directory) else "stale (generation parameters differ)"
-        logger.info(f"Synthetic digits dataset at {os.path.abspath(directory)} is {why}; "
-                    f"generating {params.num_train} + {params.num_val} images")
-        generate(params, root)
-        logger.info(f"Synthetic digits dataset written to {os.path.abspath(directory)}")
-    return directory
+    return _generated.ensure_current(
+        dataset_dir(root), params.record(), lambda: generate(params, root),
+        "Synthetic digits dataset", logger, f"{params.num_train} + {params.num_val} images")
 
 
 def register_synthetic_digits(

@@ -111,14 +111,9 @@ def is_current(params: ShapesParams, root: str | None = None) -> bool:
 
 def ensure(params: ShapesParams = ShapesParams(), root: str | None = None) -> str:
     """Generate the dataset if it is absent or was generated with other parameters."""
-    directory = dataset_dir(root)
-    if not is_current(params, root):
-        why = "absent" if not os.path.exists(directory) else "stale (generation parameters differ)"
-        where = os.path.abspath(directory)
-        logger.info(f"Synthetic shapes dataset at {where} is {why}; generating")
-        generate(params, root)
-        logger.info(f"Synthetic shapes dataset written to {os.path.abspath(directory)}")
-    return directory
+    return _generated.ensure_current(dataset_dir(root), params.record(),
+                                     lambda: generate(params, root), "Synthetic shapes dataset",
+                                     logger)
 
 
 def register_synthetic_shapes(
