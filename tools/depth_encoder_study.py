@@ -81,6 +81,9 @@ VARIANTS = {
                         "ODE-VGG-16, BatchNorm instead of GroupNorm in the dynamics"),
     "ode_vgg16_euler": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
                                "euler"], "resolution / skips", "ODE-VGG-16, euler one step"),
+    "ode_vgg16_euler_bn": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
+                                  "euler", "MODEL.ODE.NORM", "BN"], "dynamics norm",
+                           "ODE-VGG-16, euler one step, BatchNorm in the dynamics (VGG-16's norm)"),
 }
 # Test-time solvers of --sweep (label, SolverOptions changes), after the config's own.
 SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),

@@ -144,6 +144,12 @@ def load_results(results_dir: str) -> dict:
     runs = load_runs(os.path.join(results_dir, "depth_encoder"))
     if runs:
         docs["depth_encoder"] = {"runs": runs}
+    # The ResNet vs ODE-Net detection study (issue 13): one JSON per finished run.
+    from .study import load_records
+
+    records = load_records(os.path.join(results_dir, "study"))
+    if records:
+        docs["study"] = {"records": records}
     # The whole-detector memory study (issue 12) keeps its resumable points and its generated
     # document and plots in one folder (tools/benchmark.py detector-memory --out <folder>).
     folder = os.path.join(results_dir, "detector_memory")
@@ -304,6 +310,24 @@ def targets_section(docs: dict) -> str:
     return "## Targets\n\n" + markdown_table(rows)
 
 
+def study_section(records: list) -> str:
+    """The detection study's table (issue 13, tools/study.py): one row per model, seeds as
+    mean (min-max), from the finished runs' JSONs; the pending runs are named."""
+    from .study import RUNS, summary_rows
+
+    done = {r["key"] for r in records}
+    pending = [s.key for s in RUNS if s.key not in done]
+    env = records[-1].get("environment", {})
+    return ("## ResNet vs ODE-Net Faster R-CNN study (issue 13): handwritten digits\n\n"
+            "300 held-out images of the embedded digits benchmark, one shared recipe from "
+            "scratch (`python tools/study.py`; runs, recipe and per-class CSVs in "
+            "docs/study.md, docs/results/study/). Measured on "
+            f"{environment_line(env)}.\n\n"
+            + markdown_table(summary_rows(records))
+            + f"\nFinished runs: {len(records)}/{len(RUNS)}"
+            + (f"; pending: {', '.join(pending)}" if pending else "") + "\n")
+
+
 def render(docs: dict, image_prefix: str) -> str:
     """The report's markdown from the documents; plots linked as ``image_prefix + file``."""
     parts = ["# ResNet vs ODE-Net: the comparison report\n",
@@ -315,7 +339,8 @@ def render(docs: dict, image_prefix: str) -> str:
 
     makers = dict(detection=detection_section, depth=depth_section,
                   classification=classification_section,
-                  depth_encoder=lambda doc: depth_encoder_section(doc["runs"]))
+                  depth_encoder=lambda doc: depth_encoder_section(doc["runs"]),
+                  study=lambda doc: study_section(doc["records"]))
     for name, doc in docs.items():
         if name in makers:
             parts.append(makers[name](doc))
@@ -328,6 +353,8 @@ def render(docs: dict, image_prefix: str) -> str:
 def render_headline(docs: dict, image_prefix: str) -> str:
     """The README's short block: the targets, the headline figures and where the rest is."""
     parts = [targets_section(docs).replace("## Targets\n", "", 1)]
+    if "study" in docs:
+        parts.append(study_section(docs["study"]["records"]).replace("## ", "#### ", 1))
     if "depth" in docs:
         d = docs["depth"]
         keys = ["model", "params", "AbsRel", "delta1", "iters", "train_seconds", "s_per_iter"]

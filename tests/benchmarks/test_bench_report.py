@@ -112,3 +112,29 @@ def test_report_shows_the_detector_memory_study_from_its_folder(tmp_path):
     assert "## Whole-detector training-step memory" in text
     assert "](figures/detector_memory_curve.png)" in text
     assert "](figures/detector_memory_curve.png)" in report.render_headline(docs, "figures/")
+
+
+def test_report_and_readme_block_show_the_detection_study_table(tmp_path):
+    # Issue 13's study writes one JSON per finished run under docs/results/study/: the report
+    # and the README's headline block render its per-model table and name the pending runs.
+    from odedet.benchmarks import report
+    from odedet.benchmarks.study import RUNS, write_run
+
+    folder = tmp_path / "results" / "study"
+    base = dict(max_iter=2000, AP=41.5, AP50=70.25, AP75=40.0, APs=20.0, APm=50.0,
+                precision=0.8, recall=0.7, F1=0.75, params_m=28.2, bottom_up_params_m=23.5,
+                gflops=2.7, train_s=3600.0, s_per_iter=1.8, latency_ms=90.0,
+                train_peak_mb=900.0, nfe_per_image=0, per_class=[], environment={"cpu": "test cpu"})
+    by_key = {s.key: s for s in RUNS}
+    for key, ap in (("r101_fpn_s7", 40.0), ("r101_fpn_s8", 44.0)):
+        spec = by_key[key]
+        write_run(str(folder), dict(base, key=key, model=spec.model, seed=spec.seed, AP=ap))
+    docs = report.load_results(str(tmp_path / "results"))
+    assert len(docs["study"]["records"]) == 2
+    text = report.render(docs, "figures/")
+    assert "## ResNet vs ODE-Net Faster R-CNN study (issue 13)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| R-101-FPN"))
+    assert "42.0 (40.0-44.0)" in row  # two seeds: mean (min-max)
+    assert f"Finished runs: 2/{len(RUNS)}; pending: " in text and "r50_fpn" in text
+    assert "ResNet vs ODE-Net Faster R-CNN study" in report.render_headline(docs, "figures/")
+    assert "study" not in report.load_results(str(tmp_path / "nothing"))
