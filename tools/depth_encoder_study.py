@@ -84,6 +84,10 @@ VARIANTS = {
     "ode_vgg16_euler_bn": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
                                   "euler", "MODEL.ODE.NORM", "BN"], "dynamics norm",
                            "ODE-VGG-16, euler one step, BatchNorm in the dynamics (VGG-16's norm)"),
+    "ode_vgg16_euler_zero": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
+                                    "euler", "MODEL.ODE.ZERO_INIT", "True"], "initialisation",
+                             "ODE-VGG-16, euler one step, dynamics zero-initialised (identity "
+                             "blocks at the start)"),
 }
 # Test-time solvers of --sweep (label, SolverOptions changes), after the config's own.
 SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
