@@ -168,6 +168,11 @@ def draw_figures(docs: dict, fig_dir: str) -> dict:
     os.makedirs(fig_dir, exist_ok=True)
     out = {}
     for name, doc in docs.items():
+        if name == "study":  # drawn from its run files (tools/study.py draws the same)
+            from .study import plot_study
+
+            out[name] = doc["plots"] = [plot_study(doc["records"], fig_dir)]
+            continue
         if name not in RENDERED:
             continue
         env, tables = doc["environment"], doc["tables"]
@@ -310,7 +315,7 @@ def targets_section(docs: dict) -> str:
     return "## Targets\n\n" + markdown_table(rows)
 
 
-def study_section(records: list) -> str:
+def study_section(records: list, plots=(), image_prefix: str = "") -> str:
     """The detection study's table (issue 13, tools/study.py): one row per model, seeds as
     mean (min-max), from the finished runs' JSONs; the pending runs are named."""
     from .study import RUNS, summary_rows
@@ -325,7 +330,9 @@ def study_section(records: list) -> str:
             f"{environment_line(env)}.\n\n"
             + markdown_table(summary_rows(records))
             + f"\nFinished runs: {len(records)}/{len(RUNS)}"
-            + (f"; pending: {', '.join(pending)}" if pending else "") + "\n")
+            + (f"; pending: {', '.join(pending)}" if pending else "") + "\n"
+            + "".join(f"\n![AP against latency and AP by object size per model]"
+                      f"({image_prefix}{p})\n" for p in plots))
 
 
 def render(docs: dict, image_prefix: str) -> str:
@@ -340,7 +347,8 @@ def render(docs: dict, image_prefix: str) -> str:
     makers = dict(detection=detection_section, depth=depth_section,
                   classification=classification_section,
                   depth_encoder=lambda doc: depth_encoder_section(doc["runs"]),
-                  study=lambda doc: study_section(doc["records"]))
+                  study=lambda doc: study_section(doc["records"], doc.get("plots", ()),
+                                                  image_prefix))
     for name, doc in docs.items():
         if name in makers:
             parts.append(makers[name](doc))
@@ -354,7 +362,9 @@ def render_headline(docs: dict, image_prefix: str) -> str:
     """The README's short block: the targets, the headline figures and where the rest is."""
     parts = [targets_section(docs).replace("## Targets\n", "", 1)]
     if "study" in docs:
-        parts.append(study_section(docs["study"]["records"]).replace("## ", "#### ", 1))
+        st = docs["study"]
+        parts.append(study_section(st["records"], st.get("plots", ()), image_prefix).replace(
+            "## ", "#### ", 1))
     if "depth" in docs:
         d = docs["depth"]
         keys = ["model", "params", "AbsRel", "delta1", "iters", "train_seconds", "s_per_iter"]

@@ -366,7 +366,50 @@ def write_tables(results_dir: str, specs=RUNS, header: str = "") -> str:
         lines.append(",".join(_num(r.get(k), 4) if isinstance(r.get(k), float) else
                               str(r.get(k, "")) for k in keys))
     atomic_write_text(os.path.join(results_dir, "runs.csv"), "\n".join(lines) + "\n")
+    if records:
+        plot_study(records, results_dir)
     return text
+
+
+STUDY_PLOT = "study_ap.png"
+
+
+def plot_study(records: list[dict], out_dir: str) -> str:
+    """``study_ap.png``: AP against inference latency (one marker per run, so two seeds show
+    their spread) and AP per object size (mean over seeds), per model; returns the file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .output import save_figure
+
+    models = list(dict.fromkeys(r["model"] for r in records))
+    colors = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    for r in records:
+        if r.get("latency_ms") is not None and r.get("AP") is not None:
+            ax1.scatter(r["latency_ms"], r["AP"], color=colors[r["model"]], s=36,
+                        label=r["model"] if r is next(x for x in records
+                                                      if x["model"] == r["model"]) else None)
+    ax1.set(title="AP vs inference latency (one marker per run)", xlabel="ms / image (CPU)",
+            ylabel="COCO AP (held-out digits)")
+    ax1.grid(True, alpha=0.3)
+    ax1.legend(fontsize=7)
+    sizes = [("AP", "all"), ("APs", "small"), ("APm", "medium")]
+    width = 0.8 / max(1, len(models))
+    for i, m in enumerate(models):
+        vals = []
+        for key, _ in sizes:
+            v = [r.get(key) for r in records if r["model"] == m and r.get(key) is not None]
+            vals.append(statistics.fmean(v) if v else 0.0)
+        ax2.bar([j + i * width for j in range(len(sizes))], vals, width, color=colors[m],
+                label=m)
+    ax2.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(sizes))],
+                   [label for _, label in sizes])
+    ax2.set(title="AP by object size (mean over seeds)", ylabel="COCO AP")
+    ax2.grid(True, axis="y", alpha=0.3)
+    return save_figure(fig, out_dir, STUDY_PLOT, records[-1].get("environment", {}))
 
 
 # -- the study -----------------------------------------------------------------------------------

@@ -138,3 +138,8 @@ def test_report_and_readme_block_show_the_detection_study_table(tmp_path):
     assert f"Finished runs: 2/{len(RUNS)}; pending: " in text and "r50_fpn" in text
     assert "ResNet vs ODE-Net Faster R-CNN study" in report.render_headline(docs, "figures/")
     assert "study" not in report.load_results(str(tmp_path / "nothing"))
+    # its plot: drawn from the run files into the figures folder, linked from both blocks
+    assert report.draw_figures(docs, str(tmp_path / "figures"))["study"] == ["study_ap.png"]
+    assert (tmp_path / "figures" / "study_ap.png").read_bytes()[:4] == b"\x89PNG"
+    assert "](figures/study_ap.png)" in report.render_headline(docs, "figures/")
+    assert "](figures/study_ap.png)" in report.render(docs, "figures/")
