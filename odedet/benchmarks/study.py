@@ -415,10 +415,10 @@ def plot_study(records: list[dict], out_dir: str) -> str:
 # -- the study -----------------------------------------------------------------------------------
 def run_study(specs, *, output_dir: str, results_dir: str, max_iter: int, train_set: str,
               val_set: str, dataset: dict, budget_min: float | None = None, opts=(),
-              latency_images: int = 20, memory: bool = True) -> dict:
+              latency_images: int = 20, memory: bool = True, table_specs=None) -> dict:
     """Train/evaluate/measure each run not finished yet, in order, within ``budget_min`` minutes
     of training for this call. Returns {"finished": [...], "skipped": [...], "stopped": key or
-    None, "table": markdown}."""
+    None, "table": markdown}; the tables cover ``table_specs`` (default: ``specs``)."""
     classes = MetadataCatalog.get(val_set).thing_classes
     finished, skipped, stopped = [], [], None
     start = time.perf_counter()
@@ -454,7 +454,7 @@ def run_study(specs, *, output_dir: str, results_dir: str, max_iter: int, train_
         cost = measure_cost(cfg, r["model"], num_images=latency_images, memory=memory)
         write_run(results_dir, run_record(spec, cfg, r, cost, classes, dataset))
         finished.append(spec.key)
-        write_tables(results_dir, specs)
+        write_tables(results_dir, table_specs or specs)
     bar.close()
     return dict(finished=finished, skipped=skipped, stopped=stopped,
-                table=write_tables(results_dir, specs))
+                table=write_tables(results_dir, table_specs or specs))
