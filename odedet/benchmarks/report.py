@@ -83,9 +83,25 @@ def _strip(row: dict, drop=("vis_dir", "output_dir", "examples")) -> dict:
     return {k: v for k, v in row.items() if k not in drop}
 
 
+def _portable_command(cmd):
+    """A measured command as a reader on another clone types it: paths relative to the
+    repository, the interpreter as ``python``."""
+    if not isinstance(cmd, str):
+        return cmd
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return cmd.replace(sys.executable, "python").replace(root + os.sep, "")
+
+
 def compact(name: str, path: str) -> dict:
     """The committed document of a study's JSON: what the report needs, the environment and
     the command it was measured with (absolute paths and per-run files left out)."""
+    out = _compact(name, path)
+    if "command" in out:
+        out["command"] = _portable_command(out["command"])
+    return out
+
+
+def _compact(name: str, path: str) -> dict:
     doc = json.load(open(path))
     if name in BENCHMARKS:
         return {"study": name, **doc}

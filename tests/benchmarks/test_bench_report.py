@@ -143,3 +143,16 @@ def test_report_and_readme_block_show_the_detection_study_table(tmp_path):
     assert (tmp_path / "figures" / "study_ap.png").read_bytes()[:4] == b"\x89PNG"
     assert "](figures/study_ap.png)" in report.render_headline(docs, "figures/")
     assert "](figures/study_ap.png)" in report.render(docs, "figures/")
+
+
+def test_published_commands_are_portable():
+    # A committed result names the command that reproduces it as a reader on another clone
+    # types it: no absolute path of the machine that measured it.
+    import sys
+
+    from odedet.benchmarks.report import _portable_command
+
+    cmd = f"{sys.executable} tools/benchmark.py memory --out {ROOT}/output/report/benchmarks/memory"
+    assert _portable_command(cmd) == (
+        "python tools/benchmark.py memory --out output/report/benchmarks/memory")
+    assert _portable_command(None) is None
