@@ -88,6 +88,11 @@ VARIANTS = {
                                     "euler", "MODEL.ODE.ZERO_INIT", "True"], "initialisation",
                              "ODE-VGG-16, euler one step, dynamics zero-initialised (identity "
                              "blocks at the start)"),
+    "ode_vgg16_euler_bn_zero": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler",
+                                       "MODEL.ODE.METHOD_TEST", "euler", "MODEL.ODE.NORM", "BN",
+                                       "MODEL.ODE.ZERO_INIT", "True"], "initialisation",
+                                "ODE-VGG-16, euler one step, BatchNorm dynamics, "
+                                "zero-initialised"),
 }
 # Test-time solvers of --sweep (label, SolverOptions changes), after the config's own.
 SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
