@@ -31,6 +31,7 @@ RESULTS = os.path.join(ROOT, "docs", "results", "depth_encoder")
 R18 = "configs/Depth/ode_resnet18_scenes.yaml"
 VGG = "configs/Depth/vgg16_scenes.yaml"
 OVGG = "configs/Depth/ode_vgg16_scenes.yaml"
+EULER = ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST", "euler"]  # one Euler step
 # name: (config, overrides, factor, what the row changes). The first of each factor group is
 # the reference the group is compared with.
 VARIANTS = {
@@ -50,9 +51,7 @@ VARIANTS = {
     "ode_resnet18_mid2": (R18, ["MODEL.ODE.STEP_SIZE_TRAIN", "0.5",
                                 "MODEL.ODE.STEP_SIZE_TEST", "0.5"],
                           "solver", "ODE-ResNet-18, midpoint two steps"),
-    "ode_resnet18_euler": (R18, ["MODEL.ODE.METHOD_TRAIN", "euler",
-                                 "MODEL.ODE.METHOD_TEST", "euler"],
-                           "solver", "ODE-ResNet-18, euler one step (1 f-eval/block)"),
+    "ode_resnet18_euler": (R18, EULER, "solver", "ODE-ResNet-18, euler one step (1 f-eval/block)"),
     # augmented channels
     "ode_resnet18_aug8": (R18, ["MODEL.ODE.AUGMENT_CHANNELS", "8"],
                           "augmented channels", "ODE-ResNet-18, 8 augmented channels per block"),
@@ -79,18 +78,14 @@ VARIANTS = {
                         "ODE-VGG-16, no ODE block at full resolution (level 1: conv only)"),
     "ode_vgg16_bnode": (OVGG, ["MODEL.ODE.NORM", "BN"], "dynamics norm",
                         "ODE-VGG-16, BatchNorm instead of GroupNorm in the dynamics"),
-    "ode_vgg16_euler": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
-                               "euler"], "resolution / skips", "ODE-VGG-16, euler one step"),
-    "ode_vgg16_euler_bn": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
-                                  "euler", "MODEL.ODE.NORM", "BN"], "dynamics norm",
+    "ode_vgg16_euler": (OVGG, EULER, "resolution / skips", "ODE-VGG-16, euler one step"),
+    "ode_vgg16_euler_bn": (OVGG, EULER + ["MODEL.ODE.NORM", "BN"], "dynamics norm",
                            "ODE-VGG-16, euler one step, BatchNorm in the dynamics (VGG-16's norm)"),
-    "ode_vgg16_euler_zero": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler", "MODEL.ODE.METHOD_TEST",
-                                    "euler", "MODEL.ODE.ZERO_INIT", "True"], "initialisation",
+    "ode_vgg16_euler_zero": (OVGG, EULER + ["MODEL.ODE.ZERO_INIT", "True"], "initialisation",
                              "ODE-VGG-16, euler one step, dynamics zero-initialised (identity "
                              "blocks at the start)"),
-    "ode_vgg16_euler_bn_zero": (OVGG, ["MODEL.ODE.METHOD_TRAIN", "euler",
-                                       "MODEL.ODE.METHOD_TEST", "euler", "MODEL.ODE.NORM", "BN",
-                                       "MODEL.ODE.ZERO_INIT", "True"], "initialisation",
+    "ode_vgg16_euler_bn_zero": (OVGG, EULER + ["MODEL.ODE.NORM", "BN", "MODEL.ODE.ZERO_INIT",
+                                               "True"], "initialisation",
                                 "ODE-VGG-16, euler one step, BatchNorm dynamics, "
                                 "zero-initialised"),
 }

@@ -88,8 +88,7 @@ def _portable_command(cmd):
     repository, the interpreter as ``python``."""
     if not isinstance(cmd, str):
         return cmd
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return cmd.replace(sys.executable, "python").replace(root + os.sep, "")
+    return cmd.replace(sys.executable, "python").replace(ROOT + os.sep, "")
 
 
 def compact(name: str, path: str) -> dict:

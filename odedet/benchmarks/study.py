@@ -387,11 +387,12 @@ def plot_study(records: list[dict], out_dir: str) -> str:
     models = list(dict.fromkeys(r["model"] for r in records))
     colors = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    labelled = set()
     for r in records:
         if r.get("latency_ms") is not None and r.get("AP") is not None:
             ax1.scatter(r["latency_ms"], r["AP"], color=colors[r["model"]], s=36,
-                        label=r["model"] if r is next(x for x in records
-                                                      if x["model"] == r["model"]) else None)
+                        label=None if r["model"] in labelled else r["model"])
+            labelled.add(r["model"])
     ax1.set(title="AP vs inference latency (one marker per run)", xlabel="ms / image (CPU)",
             ylabel="COCO AP (held-out digits)")
     ax1.grid(True, alpha=0.3)
