@@ -88,6 +88,11 @@ VARIANTS = {
                                                "True"], "initialisation",
                                 "ODE-VGG-16, euler one step, BatchNorm dynamics, "
                                 "zero-initialised"),
+    "ode_vgg16_euler_bn_zero_l2345": (OVGG, EULER + ["MODEL.ODE.NORM", "BN", "MODEL.ODE.ZERO_INIT",
+                                                     "True", "MODEL.ODE_VGG.ODE_LEVELS",
+                                                     "[2,3,4,5]"], "initialisation",
+                                      "ODE-VGG-16, euler one step, BatchNorm dynamics, "
+                                      "zero-initialised, no ODE block at full resolution"),
 }
 # Test-time solvers of --sweep (label, SolverOptions changes), after the config's own.
 SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
@@ -195,7 +200,8 @@ def budget_hook(budget_s, recipe_iters, time_iters=(10, 40), refit_every=100):
     return _Fit()
 
 
-def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), results=None):
+def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), results=None,
+        paired_with=""):
     import torch
     from detectron2.engine import hooks
     from detectron2.evaluation import inference_on_dataset
@@ -266,7 +272,7 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
                backbone_params=backbone_params, encoder_macs=macs, train_seconds=train_s,
                s_per_iter=train_s / done, eval_seconds=eval_s, nfe_per_image=nfe,
                metrics=metrics, opts=list(opts), commit=git_commit(),
-               machine_start=start_machine, machine_end=machine(),
+               paired_with=paired_with, machine_start=start_machine, machine_end=machine(),
                finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     if sweep and list(iter_ode_blocks(model)):
         configured = solver_options_from_cfg(cfg, "TEST")
@@ -393,6 +399,12 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="rerun even if the JSON exists")
     parser.add_argument("--output-dir", default="output/depth_encoder_study")
     parser.add_argument("--results-dir", default=RESULTS, help="where the run JSONs go")
+    parser.add_argument("--paired", action="store_true",
+                        help="train the (two) --variants at the same time, each in its own "
+                             "process on its own core with one thread, so that both get the same "
+                             "machine state (the fair form of a time-budget comparison); results "
+                             "into <results-dir>/paired unless --results-dir is given")
+    parser.add_argument("--paired-with", default="", help=argparse.SUPPRESS)  # set by --paired
     parser.add_argument("--list", action="store_true")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="config overrides KEY VALUE ... after the variant's (e.g. datasets)")
@@ -417,6 +429,8 @@ def main(argv=None):
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
         parser.error(f"--variants: unknown {unknown}; see --list")
+    if args.paired:
+        return run_paired(names, args, argv if argv is not None else sys.argv[1:])
     if args.sweep_checkpoint:
         for v in names:
             sweep_checkpoint(v, args.iters, args.seed, args.output_dir, args.max_images,
@@ -428,7 +442,48 @@ def main(argv=None):
             print(f"skip {v} it{args.iters} s{args.seed}: done", flush=True)
             continue
         run(v, args.iters, args.seed, args.sweep, args.output_dir, args.budget_min, args.opts,
-            args.results_dir)
+            args.results_dir, paired_with=args.paired_with)
+
+
+def start_child(cmd, env, core):
+    """A child process pinned to ``core`` (set in the child before it execs)."""
+    return subprocess.Popen(cmd, env=env, preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+
+
+def run_paired(names, args, argv):
+    """``--paired``: one child process per variant, started together, child i pinned to core
+    i (of the cores this process may use) with one torch thread; each JSON records the variant
+    it was paired with. Returns the number of children that failed."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(names) != 2 or len(cores) < 2:
+        raise SystemExit(f"--paired needs 2 --variants and 2 cores; got {names} on cores {cores}")
+    results = args.results_dir if args.results_dir != RESULTS else os.path.join(RESULTS, "paired")
+    output = os.path.join(args.output_dir, "paired")
+    # the parent's own arguments minus the ones it sets per child
+    rest, skip = [], {"--variants": 1, "--results-dir": 1, "--output-dir": 1, "--paired": 0}
+    it = iter(argv)
+    for a in it:
+        key = a.split("=", 1)[0]
+        if key in skip:
+            if skip[key] and "=" not in a:
+                next(it, None)
+            continue
+        rest.append(a)
+    children = []
+    for core, (v, other) in zip(cores, (names, names[::-1])):
+        if os.path.exists(result_path(v, args.iters, args.seed, args.budget_min, results)) \
+                and not args.force:
+            print(f"skip {v} it{args.iters} s{args.seed}: done", flush=True)
+            continue
+        cmd = [sys.executable, os.path.abspath(__file__), "--variants", v, "--paired-with", other,
+               "--results-dir", results, "--output-dir", output, *rest]
+        env = dict(os.environ, OMP_NUM_THREADS="1", ODEDET_HEAVY_THREADS="1")
+        children.append((v, start_child(cmd, env, core)))
+        print(f"{v} (paired with {other}) on core {core}: pid {children[-1][1].pid}", flush=True)
+    failed = [v for v, p in children if p.wait() != 0]
+    if failed:
+        print(f"paired runs failed: {failed}", file=sys.stderr, flush=True)
+    return len(failed)
 
 
 if __name__ == "__main__":

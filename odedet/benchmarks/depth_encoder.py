@@ -84,15 +84,55 @@ def tables(rows: list, order=()) -> str:
 
 
 
+def paired_table(rows: list) -> str:
+    """Markdown for ``--paired`` runs (two variants trained at the same time, one core each):
+    per seed the two variants' figures side by side and their difference, then the means. Runs
+    without a ``paired_with`` partner measured at the same seed and schedule are left out."""
+    by = {(r.get("budget_min"), r["iters"] if not r.get("budget_min") else 0, r["seed"],
+           r["variant"]): r for r in rows if r.get("paired_with") and r.get("kind") != "sweep"}
+    pairs = {}
+    for (b, it, seed, v), r in by.items():
+        o = by.get((b, it, seed, r["paired_with"]))
+        if o is not None and v < o["variant"]:
+            pairs.setdefault(tuple(sorted((v, o["variant"]))), []).append((seed, r, o))
+    out = []
+    for (a, b), runs in sorted(pairs.items()):
+        # the reference (VGG, ResNet) first when one of the two is not an ODE encoder
+        first, second = (b, a) if runs[0][1]["nfe_per_image"] > 0 and \
+            runs[0][2]["nfe_per_image"] == 0 else (a, b)
+        out += [f"#### Paired: `{second}` vs `{first}` (trained at the same time, one core each)",
+                "", f"| seed | AbsRel {first} | AbsRel {second} | delta1 {first} | "
+                f"delta1 {second} | iterations {first} / {second} | load at start |",
+                "|---|---|---|---|---|---|---|"]
+        stats = {first: [], second: []}
+        for seed, r, o in sorted(runs, key=lambda x: x[0]):
+            x, y = (r, o) if r["variant"] == first else (o, r)
+            stats[first].append(x["metrics"])
+            stats[second].append(y["metrics"])
+            load = x.get("machine_start", {}).get("load_avg", [float("nan")])[0]
+            out.append(f"| {seed} | {x['metrics']['AbsRel']:.4f} | {y['metrics']['AbsRel']:.4f} | "
+                       f"{x['metrics']['delta1']:.4f} | {y['metrics']['delta1']:.4f} | "
+                       f"{x['iters']} / {y['iters']} | {load:.2f} |")
+        mean = {v: {k: sum(m[k] for m in ms) / len(ms) for k in ("AbsRel", "delta1")}
+                for v, ms in stats.items()}
+        out += [f"| mean | {mean[first]['AbsRel']:.4f} | {mean[second]['AbsRel']:.4f} | "
+                f"{mean[first]['delta1']:.4f} | {mean[second]['delta1']:.4f} | | |", ""]
+    return "\n".join(out)
 
-def depth_encoder_section(rows: list) -> str:
-    """tools/report.py's section: the study's tables, or a line saying how to make them."""
+
+def depth_encoder_section(rows: list, paired=()) -> str:
+    """tools/report.py's section: the paired comparison (``--paired`` runs, the target's
+    measurement) first, then the study's tables, or a line saying how to make them."""
     head = ("## Depth encoder study (issue 17): ODE-ResNet-18 vs VGG-16 vs ODE-VGG-16\n\n"
             "Embedded synthetic scenes, 200 held-out images, one pinned core per run "
             "(`tools/depth_encoder_study.py`; discussion in docs/depth_encoder.md).\n\n")
-    if not rows:
+    if not rows and not paired:
         return head + "not measured (tools/depth_encoder_study.py)\n"
+    text = paired_table(list(paired))
+    if text:
+        head += ("Paired runs (`--paired`: both encoders trained at the same time, each on its "
+                 "own core with one thread, so both see the same machine):\n\n" + text + "\n")
     return head + tables(rows)
 
 
-__all__ = ["FULL_ITERS", "load_runs", "tables", "depth_encoder_section"]
+__all__ = ["FULL_ITERS", "load_runs", "tables", "paired_table", "depth_encoder_section"]

@@ -157,8 +157,9 @@ def load_results(results_dir: str) -> dict:
     from .depth_encoder import load_runs
 
     runs = load_runs(os.path.join(results_dir, "depth_encoder"))
-    if runs:
-        docs["depth_encoder"] = {"runs": runs}
+    paired = load_runs(os.path.join(results_dir, "depth_encoder", "paired"))
+    if runs or paired:
+        docs["depth_encoder"] = {"runs": runs, "paired": paired}
     # The ResNet vs ODE-Net detection study (issue 13): one JSON per finished run.
     from .study import load_records
 
@@ -361,7 +362,8 @@ def render(docs: dict, image_prefix: str) -> str:
 
     makers = dict(detection=detection_section, depth=depth_section,
                   classification=classification_section,
-                  depth_encoder=lambda doc: depth_encoder_section(doc["runs"]),
+                  depth_encoder=lambda doc: depth_encoder_section(doc["runs"],
+                                                                   doc.get("paired", ())),
                   study=lambda doc: study_section(doc["records"], doc.get("plots", ()),
                                                   image_prefix))
     for name, doc in docs.items():

@@ -78,6 +78,19 @@ def test_report_renders_the_depth_encoder_study_from_its_run_files(tmp_path):
     assert "## Depth encoder study (issue 17)" in text and "| AbsRel |" in text.replace(
         " AbsRel | delta1", " AbsRel |")
     assert "depth_encoder" not in report.load_results(str(tmp_path / "nothing"))
+    assert "Paired runs" not in text
+
+    # --paired runs (docs/results/depth_encoder/paired/) come first, as the target's figures.
+    paired = tmp_path / "depth_encoder" / "paired"
+    paired.mkdir()
+    for v, other, absrel in (("vgg16", "ode_x", 0.12), ("ode_x", "vgg16", 0.11)):
+        row = dict(json.loads(open(os.path.join(src, runs[0])).read()), variant=v,
+                   paired_with=other, seed=7, nfe_per_image=0 if v == "vgg16" else 5)
+        row["metrics"] = dict(row["metrics"], AbsRel=absrel)
+        (paired / f"{v}.json").write_text(json.dumps(row))
+    text = report.render(report.load_results(str(tmp_path)), "figures/")
+    assert text.index("Paired: `ode_x` vs `vgg16`") < text.index("| variant | factor |")
+    assert "| 7 | 0.1200 | 0.1100 |" in text
 
 
 def test_report_shows_the_detector_memory_study_from_its_folder(tmp_path):

@@ -81,3 +81,69 @@ def test_write_doc_replaces_only_the_generated_block(tmp_path):
     text = doc.read_text()
     assert text.startswith("# Title\nintro\n") and text.endswith(f"{tool.END}\noutro\n")
     assert "| new |" in text and "old" not in text
+
+
+def test_paired_runs_start_together_on_separate_cores_and_are_tabulated(
+        tmp_path, tiny_scenes, one_torch_thread, monkeypatch, capsys):
+    """--paired starts one child per variant at once, each pinned to its own core with one
+    thread and told its partner; the children's JSONs record it and paired_table compares
+    them seed by seed. (The children run in this process here: the tiny datasets are registered
+    only in it.)"""
+    from odedet.benchmarks.depth_encoder import load_runs, paired_table
+
+    tool = _tool()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    started = []
+
+    class _Child:
+        def __init__(self, cmd, env, core):
+            started.append((cmd, env, core))
+            self.cmd, self.pid = cmd, 1000 + len(started)
+
+        def wait(self):  # run the child's command line in this process
+            assert self.cmd[1] == os.path.abspath(tool.__file__)
+            return tool.main(self.cmd[2:]) or 0
+
+    monkeypatch.setattr(tool, "start_child", _Child)
+    train, val = tiny_scenes
+    results = tmp_path / "paired"
+    argv = ["--paired", "--variants", "vgg16,ode_vgg16", "--iters", "2", "--results-dir",
+            str(results), "--output-dir", str(tmp_path / "out"), "SOLVER.WARMUP_ITERS", "1",
+            "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TRAIN", f"('{train}',)",
+            "DATASETS.TEST", f"('{val}',)"]
+    for seed in ("3", "4"):
+        started.clear()
+        assert tool.main(["--seed", seed, *argv]) == 0
+        assert len(started) == 2  # both started before either was waited for
+        assert {c[c.index("--variants") + 1] for c, _, _ in started} == {"vgg16", "ode_vgg16"}
+        assert all(e["OMP_NUM_THREADS"] == "1" for _, e, _ in started)
+        assert [core for _, _, core in started] == [0, 1]
+    runs = {(r["variant"], r["seed"]): r for r in load_runs(str(results))}
+    assert set(runs) == {(v, s) for v in ("vgg16", "ode_vgg16") for s in (3, 4)}
+    assert runs[("vgg16", 3)]["paired_with"] == "ode_vgg16"
+    assert runs[("ode_vgg16", 4)]["paired_with"] == "vgg16"
+
+    capsys.readouterr()
+    assert tool.main(["--seed", "3", *argv]) == 0  # both done: nothing started
+    assert "skip vgg16" in capsys.readouterr().out
+
+    table = paired_table(list(runs.values()))
+    assert "Paired: `ode_vgg16` vs `vgg16`" in table  # the reference (no ODE blocks) first
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in lines[1:]] == ["| 3", "| 4", "| mean"]
+    a = [runs[("vgg16", s)]["metrics"]["AbsRel"] for s in (3, 4)]
+    assert f"| mean | {sum(a) / 2:.4f} |" in table
+    assert paired_table([runs[("vgg16", 3)]]) == ""  # no partner: no table
+
+
+def test_start_child_pins_the_child_to_its_core(tmp_path):
+    import sys
+
+    tool = _tool()
+    core = max(os.sched_getaffinity(0))
+    out = tmp_path / "affinity.txt"
+    child = tool.start_child([sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w')"
+                              ".write(str(sorted(os.sched_getaffinity(0))))", str(out)],
+                             dict(os.environ), core)
+    assert child.wait() == 0
+    assert out.read_text() == f"[{core}]"
