@@ -88,6 +88,11 @@ VARIANTS = {
                                                "True"], "initialisation",
                                 "ODE-VGG-16, euler one step, BatchNorm dynamics, "
                                 "zero-initialised"),
+    "ode_vgg16_vggstem_euler_bn_zero": (OVGG, EULER + [
+        "MODEL.ODE.NORM", "BN", "MODEL.ODE.ZERO_INIT", "True", "MODEL.ODE_VGG.ODE_LEVELS",
+        "[3,4,5]", "MODEL.ODE_VGG.CONVS_PER_LEVEL", "[2,2,1,1,1]"], "resolution / skips",
+        "ODE-VGG-16, VGG-16's stem (levels 1-2: its two convs each), ODE levels 3-5 "
+        "(euler one step, BatchNorm dynamics, zero-initialised): VGG-16's compute"),
     "ode_vgg16_euler_bn_zero_l2345": (OVGG, EULER + ["MODEL.ODE.NORM", "BN", "MODEL.ODE.ZERO_INIT",
                                                      "True", "MODEL.ODE_VGG.ODE_LEVELS",
                                                      "[2,3,4,5]"], "initialisation",
@@ -103,9 +108,12 @@ SWEEP = [("euler step 1", dict(method="euler", step_size=1.0)),
          ("dopri5 tol 1e-3", dict(method="dopri5", rtol=1e-3, atol=1e-3, step_size=0.0))]
 
 
-def result_path(variant, iters, seed, budget_min=0.0, results=None):
+def result_path(variant, iters, seed, budget_min=0.0, results=None, partner=""):
+    """The run's JSON; a ``--paired`` run's name ends with its partner (``__vs_<variant>``), so
+    one variant paired with several others keeps one file per pairing."""
     budget = f"__b{budget_min:g}min" if budget_min > 0 else ""
-    return os.path.join(results or RESULTS, f"{variant}__it{iters}{budget}__s{seed}.json")
+    vs = f"__vs_{partner}" if partner else ""
+    return os.path.join(results or RESULTS, f"{variant}__it{iters}{budget}__s{seed}{vs}.json")
 
 
 def machine():
@@ -283,7 +291,7 @@ def run(variant, iters, seed, sweep, output_dir, budget_min=0.0, opts=(), result
             rows.append(dict(solver=lab, nfe_per_image=k, seconds=s, **m))
             set_solver(model, "test", **dataclasses.asdict(configured))
         row["solver_sweep"] = rows
-    path = result_path(variant, iters, seed, budget_min, results)
+    path = result_path(variant, iters, seed, budget_min, results, paired_with)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(row, f, indent=1)
@@ -438,7 +446,7 @@ def main(argv=None):
         return
     for v in names:
         if os.path.exists(result_path(v, args.iters, args.seed, args.budget_min,
-                                      args.results_dir)) and not args.force:
+                                      args.results_dir, args.paired_with)) and not args.force:
             print(f"skip {v} it{args.iters} s{args.seed}: done", flush=True)
             continue
         run(v, args.iters, args.seed, args.sweep, args.output_dir, args.budget_min, args.opts,
@@ -471,7 +479,7 @@ def run_paired(names, args, argv):
         rest.append(a)
     children = []
     for core, (v, other) in zip(cores, (names, names[::-1])):
-        if os.path.exists(result_path(v, args.iters, args.seed, args.budget_min, results)) \
+        if os.path.exists(result_path(v, args.iters, args.seed, args.budget_min, results, other)) \
                 and not args.force:
             print(f"skip {v} it{args.iters} s{args.seed}: done", flush=True)
             continue

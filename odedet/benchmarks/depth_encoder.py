@@ -93,7 +93,7 @@ def paired_table(rows: list) -> str:
     pairs = {}
     for (b, it, seed, v), r in by.items():
         o = by.get((b, it, seed, r["paired_with"]))
-        if o is not None and v < o["variant"]:
+        if o is not None and o["paired_with"] == v and v < o["variant"]:
             pairs.setdefault(tuple(sorted((v, o["variant"]))), []).append((seed, r, o))
     out = []
     for (a, b), runs in sorted(pairs.items()):

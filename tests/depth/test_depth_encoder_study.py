@@ -134,6 +134,11 @@ def test_paired_runs_start_together_on_separate_cores_and_are_tabulated(
     a = [runs[("vgg16", s)]["metrics"]["AbsRel"] for s in (3, 4)]
     assert f"| mean | {sum(a) / 2:.4f} |" in table
     assert paired_table([runs[("vgg16", 3)]]) == ""  # no partner: no table
+    assert sorted(p.name for p in results.iterdir())[:2] == [
+        "ode_vgg16__it2__s3__vs_vgg16.json", "ode_vgg16__it2__s4__vs_vgg16.json"]
+    # a run whose partner was paired with a third variant is not a pair
+    other = dict(runs[("ode_vgg16", 3)], variant="ode_x", paired_with="vgg16")
+    assert "ode_x" not in paired_table([runs[("vgg16", 3)], other])
 
 
 def test_start_child_pins_the_child_to_its_core(tmp_path):

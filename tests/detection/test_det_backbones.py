@@ -152,13 +152,16 @@ def test_fpn_in_features_must_be_backbone_outputs():
 
 # ---- ODE-VGG (issue 17's depth encoder, also a detection backbone through FPN) --------------
 VGG_BUILDERS = ["build_ode_vgg_backbone", "build_ode_vgg_fpn_backbone"]
-VGG_LEVEL_SETS = {"all": [1, 2, 3, 4, 5], "some": [2, 4]}
+VGG_LEVEL_SETS = {"all": [1, 2, 3, 4, 5], "some": [2, 4], "vgg_stem": [3, 4, 5]}
+VGG_STEM_CONVS = [2, 2, 1, 1, 1]  # with ODE levels 3-5: VGG-16's two convs at levels 1-2
 
 
 def tiny_vgg_cfg(builder, levels=(1, 2, 3, 4, 5), adjoint=False, stem_stride=1):
     cfg = tiny_cfg("build_ode_resnet_backbone", "basic", adjoint=adjoint)
     cfg.MODEL.BACKBONE.NAME = builder
     v = cfg.MODEL.ODE_VGG
+    if list(levels) == VGG_LEVEL_SETS["vgg_stem"]:
+        v.CONVS_PER_LEVEL = VGG_STEM_CONVS
     v.CHANNELS, v.ODE_LEVELS, v.NORM, v.STEM_STRIDE = [8, 8, 16, 16, 16], list(levels), "GN", \
         stem_stride
     v.OUT_FEATURES = ["ode1", "ode2", "ode3", "ode4", "ode5"]
@@ -215,6 +218,26 @@ def test_ode_vgg_first_ode_block_runs_at_full_resolution():
     assert seen == [(48, 64)]
 
 
+def test_ode_vgg_with_a_vgg_stem_is_vgg16_up_to_level_2():
+    # CONVS_PER_LEVEL [2, 2, 1, 1, 1] + ODE_LEVELS [3, 4, 5]: levels 1-2 are VGG-16's blocks 1-2
+    # (same layers, shapes and parameters), the ODE blocks start at stride 4.
+    from odedet.modeling.backbone.vgg import VGG
+
+    cfg = tiny_vgg_cfg("build_ode_vgg_backbone", VGG_LEVEL_SETS["vgg_stem"])
+    cfg.MODEL.ODE_VGG.NORM = "BN"
+    backbone = build_backbone(cfg)
+    vgg = VGG(channels=cfg.MODEL.ODE_VGG.CHANNELS, norm="BN")
+    for k in range(2):
+        ours, theirs = backbone.levels[k], vgg.blocks[k]
+        assert [tuple(p.shape) for p in ours.parameters()] == \
+            [tuple(p.shape) for p in theirs.parameters()], k
+    seen = []
+    (_, first), *_ = iter_ode_blocks(backbone)
+    first.register_forward_hook(lambda m, i, o: seen.append(o.shape[-2:]))
+    backbone(torch.randn(1, 3, 48, 64))
+    assert seen == [(12, 16)] and len(list(iter_ode_blocks(backbone))) == 3
+
+
 def test_ode_vgg_freeze_at_freezes_first_levels():
     cfg = tiny_vgg_cfg("build_ode_vgg_backbone")
     cfg.MODEL.ODE_VGG.NORM = "BN"
@@ -233,6 +256,8 @@ def test_ode_vgg_freeze_at_freezes_first_levels():
     ("MODEL.ODE_VGG.CHANNELS", [8, 8, 8], "MODEL.ODE_VGG.CHANNELS"),
     ("MODEL.ODE_VGG.ODE_LEVELS", [0, 6], "MODEL.ODE_VGG.ODE_LEVELS"),
     ("MODEL.ODE_VGG.STEM_STRIDE", 4, "MODEL.ODE_VGG.STEM_STRIDE"),
+    ("MODEL.ODE_VGG.CONVS_PER_LEVEL", [1, 0, 1, 1, 1], "MODEL.ODE_VGG.CONVS_PER_LEVEL"),
+    ("MODEL.ODE_VGG.CONVS_PER_LEVEL", [1, 1], "MODEL.ODE_VGG.CONVS_PER_LEVEL"),
     ("MODEL.ODE_VGG.OUT_FEATURES", ["vgg1"], "MODEL.ODE_VGG.OUT_FEATURES"),
     ("MODEL.ODE.DYNAMICS", "bottleneck", "MODEL.ODE.DYNAMICS"),
 ])

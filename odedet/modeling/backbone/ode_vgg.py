@@ -51,6 +51,10 @@ class ODEVGG(Backbone):
         ode_levels: 1-based levels that get an ODE block after their transition conv; the
             others are the transition conv alone.
         norm: detectron2 norm of the transition convs ("" , "BN", "GN", ...).
+        convs_per_level: 3x3 conv-norm-ReLU layers per level before its ODE block (the first
+            changes the width; default 1, the transition conv). ``(2, 2, 1, 1, 1)`` with
+            ``ode_levels=(3, 4, 5)`` is a VGG-16 stem (levels 1-2 exactly VGG's two convs)
+            under ODE levels 3-5.
         stem_stride: stride of level 1's transition conv: 1 (full resolution, as VGG) or 2
             (every level at half VGG's resolution: the ablation of full-resolution compute).
         in_channels: input channels.
@@ -65,6 +69,7 @@ class ODEVGG(Backbone):
         channels: Sequence[int] = (64, 128, 256, 512, 512),
         ode_levels: Sequence[int] = (1, 2, 3, 4, 5),
         norm: str = "BN",
+        convs_per_level: Sequence[int] = (1, 1, 1, 1, 1),
         stem_stride: int = 1,
         in_channels: int = 3,
         out_features: Sequence[str] = ODE_VGG_FEATURE_NAMES,
@@ -78,6 +83,9 @@ class ODEVGG(Backbone):
         if bad or len(set(ode_levels)) != len(ode_levels):
             raise ValueError(f"MODEL.ODE_VGG.ODE_LEVELS {list(ode_levels)} must be distinct "
                              "levels among 1..5")
+        if len(convs_per_level) != 5 or any(int(n) < 1 for n in convs_per_level):
+            raise ValueError(f"MODEL.ODE_VGG.CONVS_PER_LEVEL {list(convs_per_level)} must be 5 "
+                             "counts >= 1 (the first conv of a level changes its width)")
         if stem_stride not in (1, 2):
             raise ValueError(f"MODEL.ODE_VGG.STEM_STRIDE must be 1 or 2, got {stem_stride}")
         bad = [f for f in out_features if f not in ODE_VGG_FEATURE_NAMES]
@@ -95,11 +103,13 @@ class ODEVGG(Backbone):
         self._out_feature_channels, self._out_feature_strides = {}, {}
         prev, stride = in_channels, stem_stride
         for k in range(last):
-            conv = Conv2d(prev, channels[k], kernel_size=3, stride=stem_stride if k == 0 else 1,
-                          padding=1, bias=not norm, norm=_norm(norm, channels[k]),
-                          activation=F.relu)
-            weight_init.c2_msra_fill(conv)
-            layers = [conv]
+            layers = []
+            for i in range(int(convs_per_level[k])):
+                conv = Conv2d(prev if i == 0 else channels[k], channels[k], kernel_size=3,
+                              stride=stem_stride if k == 0 and i == 0 else 1, padding=1,
+                              bias=not norm, norm=_norm(norm, channels[k]), activation=F.relu)
+                weight_init.c2_msra_fill(conv)
+                layers.append(conv)
             if k + 1 in ode_levels:
                 layers.append(ODEStageBlock(channels[k], **ode))
             self.levels.append(nn.Sequential(*layers))
@@ -145,13 +155,15 @@ class ODEVGG(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_ode_vgg_backbone(cfg, input_shape: ShapeSpec) -> ODEVGG:
-    """ODE-VGG from MODEL.ODE_VGG.* (CHANNELS, ODE_LEVELS, NORM, STEM_STRIDE, OUT_FEATURES),
+    """ODE-VGG from MODEL.ODE_VGG.* (CHANNELS, ODE_LEVELS, CONVS_PER_LEVEL, NORM, STEM_STRIDE,
+    OUT_FEATURES),
     MODEL.ODE.* (dynamics norm, augmentation, solvers) and MODEL.BACKBONE.FREEZE_AT (levels)."""
     v = cfg.MODEL.ODE_VGG
     ode = _ode_kwargs_from_cfg(cfg) if cfg.MODEL.ODE.DYNAMICS != "auto" else \
         _ode_kwargs_from_cfg_basic(cfg)
     return ODEVGG(
         channels=list(v.CHANNELS), ode_levels=list(v.ODE_LEVELS), norm=v.NORM,
+        convs_per_level=list(v.CONVS_PER_LEVEL),
         stem_stride=v.STEM_STRIDE, in_channels=input_shape.channels,
         out_features=list(v.OUT_FEATURES), ode=ode,
     ).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
@@ -197,6 +209,9 @@ def add_ode_vgg_config(cfg):
     cfg.MODEL.ODE_VGG.CHANNELS = [64, 128, 256, 512, 512]
     # 1-based levels with an ODE block after the transition conv; the others are the conv alone.
     cfg.MODEL.ODE_VGG.ODE_LEVELS = [1, 2, 3, 4, 5]
+    # 3x3 conv-norm-ReLU layers per level before its ODE block (the first changes the width):
+    # 1 = the transition conv; [2, 2, 1, 1, 1] with ODE_LEVELS [3, 4, 5] = VGG-16's stem.
+    cfg.MODEL.ODE_VGG.CONVS_PER_LEVEL = [1, 1, 1, 1, 1]
     # Norm of the transition convs: "BN" (as vgg16_bn), "GN", "" ...
     cfg.MODEL.ODE_VGG.NORM = "BN"
     # Stride of level 1's conv: 1 = full resolution (VGG), 2 = every level at half resolution.
