@@ -25,6 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from odedet.benchmarks.depth_encoder import FULL_ITERS, load_runs  # noqa: E402
+from odedet.benchmarks.depth_encoder import paired_table as _paired_table  # noqa: E402
 from odedet.benchmarks.depth_encoder import tables as _tables  # noqa: E402
 RESULTS = os.path.join(ROOT, "docs", "results", "depth_encoder")
 
@@ -426,6 +427,10 @@ def main(argv=None):
         return
     if args.table:
         text = tables(load_results(args.results_dir))
+        paired = _paired_table(load_results(os.path.join(args.results_dir, "paired")))
+        if paired:
+            text = ("Paired runs (`--paired`: both encoders trained at the same time, one "
+                    "pinned core each):\n\n" + paired + "\n" + text)
         if args.write_doc:
             write_doc(args.write_doc, text)
         print(text)
