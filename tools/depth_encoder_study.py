@@ -94,6 +94,12 @@ VARIANTS = {
         "[3,4,5]", "MODEL.ODE_VGG.CONVS_PER_LEVEL", "[2,2,1,1,1]"], "resolution / skips",
         "ODE-VGG-16, VGG-16's stem (levels 1-2: its two convs each), ODE levels 3-5 "
         "(euler one step, BatchNorm dynamics, zero-initialised): VGG-16's compute"),
+    "ode_vgg16_euler_bn_zero_post": (OVGG, EULER + ["MODEL.ODE.NORM", "BN", "MODEL.ODE.ZERO_INIT",
+                                                    "True", "MODEL.ODE_VGG.POST_ACTIVATION",
+                                                    "True"], "post-activation",
+                                     "ODE-VGG-16, euler one step, BatchNorm dynamics, "
+                                     "zero-initialised, BN-ReLU after each ODE block (VGG-like "
+                                     "level outputs)"),
     "ode_vgg16_euler_bn_zero_l2345": (OVGG, EULER + ["MODEL.ODE.NORM", "BN", "MODEL.ODE.ZERO_INIT",
                                                      "True", "MODEL.ODE_VGG.ODE_LEVELS",
                                                      "[2,3,4,5]"], "initialisation",

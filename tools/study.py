@@ -7,7 +7,7 @@ handwritten-digits benchmark; docs/study.md.
     python tools/study.py                       # every run not finished yet, in order
     python tools/study.py --budget-min 11       # one resumable piece: stop after 11 min of training
     python tools/study.py --models r18_fpn,ode_r18_fpn
-    python tools/study.py --time-iters 5        # s/iter of every model (interleaved), no training
+    python tools/study.py --time-iters 5        # speed of every model side by side, no training
     python tools/study.py --quick               # smoke test: tiny dataset, 3 iterations, 2 models
     nohup python tools/study.py > output/study.log 2>&1 &   # in the background (tqdm bars in the log)
 
@@ -46,8 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--dataset-root", default=None,
                    help="datasets root (default: $DETECTRON2_DATASETS or ./datasets)")
     p.add_argument("--time-iters", type=int, default=0,
-                   help="only time N training iterations of each model (interleaved) and "
-                   "estimate the study's duration")
+                   help="only measure speed side by side: N training iterations and "
+                   "--latency-images inference images of each model, interleaved in one run "
+                   "(the tables' s/iter and ms/img), and estimate the study's duration")
     p.add_argument("--latency-images", type=int, default=20, help="images timed for latency")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--quick", action="store_true",
@@ -120,8 +121,18 @@ def main(argv=None):
                 cfgs[s.model] = study.build_cfg(s, output_dir=args.output_dir, max_iter=max_iter,
                                                 train_set=train_set, val_set=val_set, opts=opts)
         timing = study.time_training_steps(cfgs, args.time_iters)
+        # inference side by side too: trained weights where a run of the model has finished
+        # here (output/study/<run>/model_final.pth), else the initialisation (same work/image)
+        weights = {}
+        for s in specs:
+            path = os.path.join(args.output_dir, s.key, "model_final.pth")
+            if os.path.isfile(path) and s.model not in weights:
+                weights[s.model] = path
+        n_lat = 2 if args.quick else args.latency_images
+        latency = study.time_inference(cfgs, val_set, n_lat, weights)
         env = environment()
         out = dict(s_per_iter=timing, estimate=estimate(timing, specs, max_iter),
+                   ms_per_image=latency, latency_images=n_lat,
                    iters_timed=args.time_iters, environment=env,
                    image_size=next(iter(cfgs.values())).INPUT.MAX_SIZE_TRAIN,
                    ims_per_batch=next(iter(cfgs.values())).SOLVER.IMS_PER_BATCH)
@@ -129,7 +140,9 @@ def main(argv=None):
         with open(os.path.join(args.results_dir, "timing.json"), "w") as f:
             json.dump(out, f, indent=1, sort_keys=True)
         rows = [dict(model=m, **{"s/iter (median)": t["median_s"], "min": t["min_s"],
-                                 "n": t["n"]}) for m, t in timing.items()]
+                                 "n": t["n"], "ms/img (median)": 1e3 * latency[m]["median_s"],
+                                 "weights": "trained" if m in weights else "init"})
+                for m, t in timing.items()]
         print(markdown_table(rows))
         print(f"{environment_line(env)}; estimated training for {max_iter} iterations per run: "
               f"{out['estimate']['training_hours_total']:.1f} h")

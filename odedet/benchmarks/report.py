@@ -161,11 +161,12 @@ def load_results(results_dir: str) -> dict:
     if runs or paired:
         docs["depth_encoder"] = {"runs": runs, "paired": paired}
     # The ResNet vs ODE-Net detection study (issue 13): one JSON per finished run.
-    from .study import load_records
+    from .study import load_records, load_timing
 
     records = load_records(os.path.join(results_dir, "study"))
     if records:
-        docs["study"] = {"records": records}
+        docs["study"] = {"records": records,
+                         "timing": load_timing(os.path.join(results_dir, "study"))}
     # The whole-detector memory study (issue 12) keeps its resumable points and its generated
     # document and plots in one folder (tools/benchmark.py detector-memory --out <folder>).
     folder = os.path.join(results_dir, "detector_memory")
@@ -187,7 +188,7 @@ def draw_figures(docs: dict, fig_dir: str) -> dict:
         if name == "study":  # drawn from its run files (tools/study.py draws the same)
             from .study import plot_study
 
-            out[name] = doc["plots"] = [plot_study(doc["records"], fig_dir)]
+            out[name] = doc["plots"] = [plot_study(doc["records"], fig_dir, doc.get("timing"))]
             continue
         if name not in RENDERED:
             continue
@@ -331,20 +332,20 @@ def targets_section(docs: dict) -> str:
     return "## Targets\n\n" + markdown_table(rows)
 
 
-def study_section(records: list, plots=(), image_prefix: str = "") -> str:
+def study_section(records: list, plots=(), image_prefix: str = "", timing=None) -> str:
     """The detection study's table (issue 13, tools/study.py): one row per model, seeds as
-    mean (min-max), from the finished runs' JSONs; the pending runs are named."""
-    from .study import RUNS, summary_rows
+    mean (min-max), from the finished runs' JSONs, the speed columns from the side-by-side
+    timing; the pending runs are named."""
+    from .study import RUNS, caption, summary_rows
 
     done = {r["key"] for r in records}
     pending = [s.key for s in RUNS if s.key not in done]
-    env = records[-1].get("environment", {})
     return ("## ResNet vs ODE-Net Faster R-CNN study (issue 13): handwritten digits\n\n"
             "300 held-out images of the embedded digits benchmark, one shared recipe from "
             "scratch (`python tools/study.py`; runs, recipe and per-class CSVs in "
-            "docs/study.md, docs/results/study/). Measured on "
-            f"{environment_line(env)}.\n\n"
-            + markdown_table(summary_rows(records))
+            "docs/study.md, docs/results/study/). "
+            f"{caption(records, timing)}\n\n"
+            + markdown_table(summary_rows(records, timing))
             + f"\nFinished runs: {len(records)}/{len(RUNS)}"
             + (f"; pending: {', '.join(pending)}" if pending else "") + "\n"
             + "".join(f"\n![AP against latency and AP by object size per model]"
@@ -365,7 +366,7 @@ def render(docs: dict, image_prefix: str) -> str:
                   depth_encoder=lambda doc: depth_encoder_section(doc["runs"],
                                                                    doc.get("paired", ())),
                   study=lambda doc: study_section(doc["records"], doc.get("plots", ()),
-                                                  image_prefix))
+                                                  image_prefix, doc.get("timing")))
     for name, doc in docs.items():
         if name in makers:
             parts.append(makers[name](doc))
@@ -380,8 +381,8 @@ def render_headline(docs: dict, image_prefix: str) -> str:
     parts = [targets_section(docs).replace("## Targets\n", "", 1)]
     if "study" in docs:
         st = docs["study"]
-        parts.append(study_section(st["records"], st.get("plots", ()), image_prefix).replace(
-            "## ", "#### ", 1))
+        parts.append(study_section(st["records"], st.get("plots", ()), image_prefix,
+                                   st.get("timing")).replace("## ", "#### ", 1))
     if "depth" in docs:
         d = docs["depth"]
         keys = ["model", "params", "AbsRel", "delta1", "iters", "train_seconds", "s_per_iter"]

@@ -249,6 +249,45 @@ def time_training_steps(cfgs: dict, iters: int, warmup: int = 1) -> dict:
     return {name: s.as_dict() for name, s in stats.items()}
 
 
+def time_inference(cfgs: dict, val_set: str, num_images: int, weights: dict | None = None,
+                   warmup: int = 2) -> dict:
+    """Inference latency per image of each config's model on the first ``num_images`` images of
+    ``val_set``, measured interleaved (each round runs one image through every model), so that
+    the ratios come from one machine state. ``weights``: {name: checkpoint} of trained models
+    (detectron2's checkpointer, ``weights_only`` loading); the others run at their
+    initialisation, whose work per image is the same architecture and the recipe's fixed
+    proposal counts. Returns {name: stats + "weights"}."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    weights = weights or {}
+    inputs = _val_inputs(next(iter(cfgs.values())), val_set, num_images)
+    models, fns = {}, {}
+    for name, cfg in tqdm(cfgs.items(), desc="building", unit="model"):
+        torch.manual_seed(cfg.SEED)
+        model = build_model(cfg)
+        if weights.get(name):
+            DetectionCheckpointer(model).load(weights[name])
+        models[name] = model.eval()
+        it = iter(range(10 ** 9))
+        fns[name] = (lambda m, it: lambda: m([inputs[next(it) % len(inputs)]]))(model, it)
+    bar = tqdm(total=len(inputs), desc="latency rounds", unit="round")
+    with torch.no_grad():
+        stats = compare_latency(fns, warmup=warmup, repeat=len(inputs), progress=bar)
+    bar.close()
+    return {name: dict(s.as_dict(), weights=weights.get(name) or "initialisation")
+            for name, s in stats.items()}
+
+
+def load_timing(results_dir: str) -> dict:
+    """``timing.json`` of ``tools/study.py --time-iters`` (side-by-side speed), or {}."""
+    path = os.path.join(results_dir, "timing.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 # -- results -------------------------------------------------------------------------------------
 _SIZES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -328,7 +367,14 @@ def _cell(values, digits) -> str:
     return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def summary_rows(records: list[dict]) -> list[dict]:
+# speed columns that come from the side-by-side timing (timing.json) when it has the model
+_SIDE_BY_SIDE = {"s/iter": ("s_per_iter", 2), "ms/img": ("ms_per_image", 0)}
+
+
+def summary_rows(records: list[dict], timing: dict | None = None) -> list[dict]:
+    """One row per model (seeds as mean (min-max)). The speed columns (s/iter, ms/img) are the
+    side-by-side measurement of ``timing`` (one machine, one run) where it has the model; a
+    per-run figure (measured on whichever machine trained that run) is marked with ``*``."""
     by_model: dict = {}
     for r in records:
         by_model.setdefault(r["model"], []).append(r)
@@ -338,8 +384,42 @@ def summary_rows(records: list[dict]) -> list[dict]:
                "iters": str(rs[0]["max_iter"])}
         for col, key, digits in _COLUMNS:
             row[col] = _cell([r.get(key) for r in rs], digits)
+            if col in _SIDE_BY_SIDE:
+                tkey, scale = _SIDE_BY_SIDE[col][0], 1e3 if col == "ms/img" else 1
+                t = (timing or {}).get(tkey, {}).get(model)
+                if t:
+                    row[col] = f"{scale * t['median_s']:.{digits}f}"
+                elif row[col] != "n/a":
+                    row[col] += "*"
         rows.append(row)
     return rows
+
+
+def machines_line(records: list[dict]) -> str:
+    """Where the runs were trained: each distinct machine (CPU and kind) with its runs."""
+    by: dict = {}
+    for r in records:
+        env = r.get("environment", {})
+        cpu = env.get("cpu", "?") + (f" [{env['cpu kind']}]" if env.get("cpu kind") else "")
+        by.setdefault(cpu, []).append(f"{r['key']} ({env.get('measured at', '?')[:10]})")
+    return "; ".join(f"{cpu}: {', '.join(runs)}" for cpu, runs in by.items())
+
+
+def caption(records: list[dict], timing: dict | None) -> str:
+    """The table's provenance: where runs trained, and which speed figures are side by side."""
+    text = (f"Runs trained on {machines_line(records)}, one torch thread each (AP, P, R, F1, "
+            "train min and peak memory are per run).")
+    cols = [c for c, present in (
+        ("s/iter (training step)", (timing or {}).get("s_per_iter")),
+        (f"ms/img (inference, {(timing or {}).get('latency_images', '?')} val images)",
+         (timing or {}).get("ms_per_image"))) if present]
+    if cols:
+        env = timing.get("environment", {})
+        text += (f" {' and '.join(cols)} measured side by side, interleaved in one run "
+                 f"(`python tools/study.py --time-iters {timing.get('iters_timed', 5)}`) on "
+                 f"{environment_line(env)}, {env.get('measured at', '')}.")
+    text += " `*`: a per-run figure from the machine that trained the run (not side by side)."
+    return text
 
 
 def write_tables(results_dir: str, specs=RUNS, header: str = "") -> str:
@@ -349,10 +429,11 @@ def write_tables(results_dir: str, specs=RUNS, header: str = "") -> str:
     done = {r["key"] for r in records}
     pending = [s.key for s in specs if s.key not in done]
     md = [header.strip(), ""] if header else []
-    md.append(markdown_table(summary_rows(records)) if records else "_(no finished run yet)_\n")
+    timing = load_timing(results_dir)
+    md.append(markdown_table(summary_rows(records, timing)) if records
+              else "_(no finished run yet)_\n")
     if records:
-        env = records[-1].get("environment", {})
-        md.append(f"\nMeasured on {environment_line(env)}. Cells with two seeds: mean (min-max).")
+        md.append(f"\n{caption(records, timing)} Cells with two seeds: mean (min-max).")
     md.append(f"\nFinished runs: {len(records)}/{len(specs)}"
               + (f"; pending: {', '.join(pending)}" if pending else ""))
     text = "\n".join(md) + "\n"
@@ -367,16 +448,17 @@ def write_tables(results_dir: str, specs=RUNS, header: str = "") -> str:
                               str(r.get(k, "")) for k in keys))
     atomic_write_text(os.path.join(results_dir, "runs.csv"), "\n".join(lines) + "\n")
     if records:
-        plot_study(records, results_dir)
+        plot_study(records, results_dir, timing)
     return text
 
 
 STUDY_PLOT = "study_ap.png"
 
 
-def plot_study(records: list[dict], out_dir: str) -> str:
+def plot_study(records: list[dict], out_dir: str, timing: dict | None = None) -> str:
     """``study_ap.png``: AP against inference latency (one marker per run, so two seeds show
-    their spread) and AP per object size (mean over seeds), per model; returns the file name."""
+    their spread; the latency is the side-by-side one of ``timing`` where it has the model) and
+    AP per object size (mean over seeds), per model; returns the file name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -388,12 +470,16 @@ def plot_study(records: list[dict], out_dir: str) -> str:
     colors = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.4))
     labelled = set()
+    side = (timing or {}).get("ms_per_image", {})
     for r in records:
-        if r.get("latency_ms") is not None and r.get("AP") is not None:
-            ax1.scatter(r["latency_ms"], r["AP"], color=colors[r["model"]], s=36,
+        ms = 1e3 * side[r["model"]]["median_s"] if r["model"] in side else r.get("latency_ms")
+        if ms is not None and r.get("AP") is not None:
+            ax1.scatter(ms, r["AP"], color=colors[r["model"]], s=36,
                         label=None if r["model"] in labelled else r["model"])
             labelled.add(r["model"])
-    ax1.set(title="AP vs inference latency (one marker per run)", xlabel="ms / image (CPU)",
+    xlabel = ("ms / image (CPU, measured side by side)" if side and all(
+        r["model"] in side for r in records) else "ms / image (CPU)")
+    ax1.set(title="AP vs inference latency (one marker per run)", xlabel=xlabel,
             ylabel="COCO AP (held-out digits)")
     ax1.grid(True, alpha=0.3)
     ax1.legend(fontsize=7)

@@ -82,8 +82,32 @@ def test_time_iters_measures_every_model_and_estimates_the_study(tmp_path, monke
                                                                              "r18_fpn"}
     assert est["training_hours_total"] == pytest.approx(
         sum(t["median_s"] for t in out["s_per_iter"].values()) * 1000 / 3600)
+    # inference is timed side by side too (2 val images in --quick; no run trained here)
+    assert set(out["ms_per_image"]) == {"ODE-R18-FPN", "R-18-FPN"}
+    assert all(t["median_s"] > 0 and t["n"] == 2 and t["weights"] == "initialisation"
+               for t in out["ms_per_image"].values())
     with open(tmp_path / "timing.json") as f:
         assert json.load(f)["iters_timed"] == 1
+
+
+def test_table_speed_columns_are_the_side_by_side_timing_and_mark_per_run_figures():
+    from odedet.benchmarks import study
+
+    env = {"cpu": "AMD EPYC", "cpu kind": "family 25 model 1, AVX2", "measured at": "2026-12-08T02"}
+    recs = [dict(key="r50_fpn", model="R-50-FPN", seed=7, max_iter=10, s_per_iter=3.0,
+                 latency_ms=90.0, environment=env),
+            dict(key="ode_r50_fpn_s7", model="ODE-R50-FPN", seed=7, max_iter=10, s_per_iter=2.0,
+                 latency_ms=80.0, environment=dict(env, cpu="Other CPU"))]
+    timing = {"s_per_iter": {"R-50-FPN": {"median_s": 1.5}},
+              "ms_per_image": {"R-50-FPN": {"median_s": 0.0425}}, "latency_images": 20,
+              "environment": env}
+    rows = {r["model"]: r for r in study.summary_rows(recs, timing)}
+    assert rows["R-50-FPN"]["s/iter"] == "1.50" and rows["R-50-FPN"]["ms/img"] == "42"
+    assert rows["ODE-R50-FPN"]["s/iter"] == "2.00*" and rows["ODE-R50-FPN"]["ms/img"] == "80*"
+    text = study.caption(recs, timing)
+    assert "AMD EPYC [family 25 model 1, AVX2]: r50_fpn (2026-12-08)" in text
+    assert "Other CPU [family 25 model 1, AVX2]: ode_r50_fpn_s7" in text and "side by side" in text
+    assert "side by side" not in study.caption(recs, {}).split("`*`")[0]
 
 
 def test_every_run_shares_one_recipe_and_only_the_backbone_differs():

@@ -252,6 +252,29 @@ def test_ode_vgg_freeze_at_freezes_first_levels():
     assert all(p.grad is not None for p in backbone.levels[2].parameters())
 
 
+@pytest.mark.parametrize("norm", ["BN", "GN"])
+def test_ode_vgg_post_activation_outputs_are_normalised_relu_features(norm):
+    # MODEL.ODE_VGG.POST_ACTIVATION: each level's output is norm + ReLU of h(T), as VGG's
+    # conv-norm-ReLU features (non-negative), where the default returns the ODE state itself.
+    cfg = tiny_vgg_cfg("build_ode_vgg_backbone")
+    cfg.MODEL.ODE_VGG.NORM = norm
+    plain = build_backbone(cfg)
+    assert any((f < 0).any() for f in plain(torch.randn(2, 3, 32, 32)).values())
+    cfg.MODEL.ODE_VGG.POST_ACTIVATION = True
+    extra = sum(p.numel() for p in build_backbone(cfg).parameters()) - \
+        sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * sum(cfg.MODEL.ODE_VGG.CHANNELS)  # one norm's scale and shift per level
+    cfg.MODEL.BACKBONE.FREEZE_AT = 1
+    post = build_backbone(cfg)
+    out = post(torch.randn(2, 3, 32, 32))
+    assert all((f >= 0).all() and (f > 0).any() for f in out.values())
+    if norm == "BN":  # freeze_at converts the post-activation BatchNorm of level 1 as well
+        assert isinstance(post.levels[0][2], FrozenBatchNorm2d)
+    assert not any(p.requires_grad for p in post.levels[0].parameters())
+    sum(f.square().mean() for f in out.values()).backward()
+    assert all(p.grad is not None for p in post.levels[1].parameters())
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("MODEL.ODE_VGG.CHANNELS", [8, 8, 8], "MODEL.ODE_VGG.CHANNELS"),
     ("MODEL.ODE_VGG.ODE_LEVELS", [0, 6], "MODEL.ODE_VGG.ODE_LEVELS"),

@@ -57,6 +57,10 @@ class ODEVGG(Backbone):
             under ODE levels 3-5.
         stem_stride: stride of level 1's transition conv: 1 (full resolution, as VGG) or 2
             (every level at half VGG's resolution: the ablation of full-resolution compute).
+        post_activation: a norm (``norm``) and ReLU after each ODE block, so that the level's
+            output (what the next level and the decoder's skip see) is post-activation like
+            VGG's conv-norm-ReLU features instead of the ODE state h(T), a residual stream
+            (Chen et al.'s ODE-Net applies the same norm-ReLU after its ODE block).
         in_channels: input channels.
         out_features: names among ode1..ode5 to return; levels past the last are not built.
         ode: :class:`ODEStageBlock` keyword arguments (dynamics, norm, gn_groups, zero_init,
@@ -71,6 +75,7 @@ class ODEVGG(Backbone):
         norm: str = "BN",
         convs_per_level: Sequence[int] = (1, 1, 1, 1, 1),
         stem_stride: int = 1,
+        post_activation: bool = False,
         in_channels: int = 3,
         out_features: Sequence[str] = ODE_VGG_FEATURE_NAMES,
         ode: dict | None = None,
@@ -112,6 +117,9 @@ class ODEVGG(Backbone):
                 layers.append(conv)
             if k + 1 in ode_levels:
                 layers.append(ODEStageBlock(channels[k], **ode))
+                if post_activation:
+                    layers += [_norm(norm, channels[k]) if norm else nn.Identity(),
+                               nn.ReLU(inplace=True)]
             self.levels.append(nn.Sequential(*layers))
             prev, stride = channels[k], stride * 2
             name = ODE_VGG_FEATURE_NAMES[k]
@@ -139,24 +147,26 @@ class ODEVGG(Backbone):
 
     def freeze(self, freeze_at: int = 0):
         """Freeze the first ``freeze_at`` levels (parameters and BN), as ResNet's freeze_at."""
+        from detectron2.layers import FrozenBatchNorm2d
+
         for level in self.levels[:freeze_at]:
-            for m in level:
+            for i, m in enumerate(level):
                 if hasattr(m, "freeze"):
                     m.freeze()  # ODEStageBlock (CNNBlockBase)
-                else:
-                    for p in m.parameters():
-                        p.requires_grad = False
-                    if isinstance(getattr(m, "norm", None), nn.BatchNorm2d):
-                        from detectron2.layers import FrozenBatchNorm2d
-
-                        m.norm = FrozenBatchNorm2d.convert_frozen_batchnorm(m.norm)
+                    continue
+                for p in m.parameters():
+                    p.requires_grad = False
+                if isinstance(m, nn.BatchNorm2d):  # a post-activation norm
+                    level[i] = FrozenBatchNorm2d.convert_frozen_batchnorm(m)
+                elif isinstance(getattr(m, "norm", None), nn.BatchNorm2d):
+                    m.norm = FrozenBatchNorm2d.convert_frozen_batchnorm(m.norm)
         return self
 
 
 @BACKBONE_REGISTRY.register()
 def build_ode_vgg_backbone(cfg, input_shape: ShapeSpec) -> ODEVGG:
     """ODE-VGG from MODEL.ODE_VGG.* (CHANNELS, ODE_LEVELS, CONVS_PER_LEVEL, NORM, STEM_STRIDE,
-    OUT_FEATURES),
+    POST_ACTIVATION, OUT_FEATURES),
     MODEL.ODE.* (dynamics norm, augmentation, solvers) and MODEL.BACKBONE.FREEZE_AT (levels)."""
     v = cfg.MODEL.ODE_VGG
     ode = _ode_kwargs_from_cfg(cfg) if cfg.MODEL.ODE.DYNAMICS != "auto" else \
@@ -164,7 +174,8 @@ def build_ode_vgg_backbone(cfg, input_shape: ShapeSpec) -> ODEVGG:
     return ODEVGG(
         channels=list(v.CHANNELS), ode_levels=list(v.ODE_LEVELS), norm=v.NORM,
         convs_per_level=list(v.CONVS_PER_LEVEL),
-        stem_stride=v.STEM_STRIDE, in_channels=input_shape.channels,
+        stem_stride=v.STEM_STRIDE, post_activation=v.POST_ACTIVATION,
+        in_channels=input_shape.channels,
         out_features=list(v.OUT_FEATURES), ode=ode,
     ).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
 
@@ -216,5 +227,8 @@ def add_ode_vgg_config(cfg):
     cfg.MODEL.ODE_VGG.NORM = "BN"
     # Stride of level 1's conv: 1 = full resolution (VGG), 2 = every level at half resolution.
     cfg.MODEL.ODE_VGG.STEM_STRIDE = 1
+    # A norm (NORM) + ReLU after each ODE block: the level's output is post-activation, as VGG's
+    # conv-norm-ReLU features, instead of the ODE state h(T).
+    cfg.MODEL.ODE_VGG.POST_ACTIVATION = False
     # Features returned, among "ode1".."ode5" (level k pooled: stride STEM_STRIDE * 2**k).
     cfg.MODEL.ODE_VGG.OUT_FEATURES = ["ode1", "ode2", "ode3", "ode4", "ode5"]
